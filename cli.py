@@ -1,0 +1,218 @@
+"""The `bertsearch` command line: a thin layer over the embedder and indexer libraries.
+
+Each command parses its options, calls one library function and prints the result. Library
+errors become one clear line on stderr and exit status 1 (see `BertsearchGroup`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+import click
+
+from embedder.errors import BertsearchError
+
+
+def _version() -> str:
+    try:
+        return version("bertsearch")
+    except PackageNotFoundError:  # running from a checkout that was never installed
+        return "0+unknown"
+
+
+class BertsearchGroup(click.Group):
+    """Maps every library error to a one-line `Error: ...` and a non-zero exit, in one place."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except BertsearchError as exc:
+            raise click.ClickException(str(exc)) from None
+        except OSError as exc:  # a file the user named cannot be read or written
+            raise click.ClickException(f"{exc.strerror or exc}: {exc.filename or ''}".strip())
+
+
+model_option = click.option(
+    "--model", "-m", default="default", envvar="BERTSEARCH_MODEL", show_default=True,
+    help="Encoder: 'default' (the packaged all-MiniLM-L6-v2) or a local model folder.",
+)
+
+
+@click.group(cls=BertsearchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(_version(), "--version", "-V", prog_name="bertsearch")
+def main():
+    """bertsearch: BERT embeddings, vector search over your documents, and NSP coherence.
+
+    \b
+    Quick start:
+      bertsearch index samples/docs --index ./my-index
+      bertsearch query "how do I pretrain BERT?" --index ./my-index
+    """
+
+
+@main.command()
+@click.argument("texts", nargs=-1)
+@model_option
+@click.option("--pooling", type=click.Choice(["mean", "cls"]), default=None,
+              help="Pool token vectors by mean or take [CLS]; default: the model's own.")
+@click.option("--no-normalize", is_flag=True, help="Return raw vectors, not L2-normalised.")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+def embed(texts, model, pooling, no_normalize, batch_size):
+    """Print the embedding of each TEXT as a JSON line {"text", "embedding"}.
+
+    Use - to read one text per line from stdin.
+
+    \b
+    Example:
+      bertsearch embed "my dog is cute" "he likes playing"
+      cat sentences.txt | bertsearch embed -
+    """
+    texts = _read_texts(texts)
+    from embedder import Encoder
+
+    encoder = Encoder.load(model)
+    result = encoder.encode_detailed(texts, pooling=pooling, normalize=not no_normalize,
+                                     batch_size=batch_size)
+    for text, vector in zip(texts, result.embeddings):
+        click.echo(json.dumps({"text": text, "embedding": vector.tolist()}))
+    if result.truncated:
+        click.echo(f"warning: {len(result.truncated)} text(s) exceeded {encoder.max_seq_length} "
+                   f"tokens and were truncated.", err=True)
+
+
+index_option = click.option(
+    "--index", "-i", "index_dir", default="bertsearch-index", envvar="BERTSEARCH_INDEX",
+    show_default=True, type=click.Path(file_okay=False), help="The index directory.")
+
+
+@main.command()
+@click.argument("folder", type=click.Path(file_okay=False))
+@index_option
+@click.option("--model", "-m", default=None, envvar="BERTSEARCH_MODEL",
+              help="Encoder for a new index ('default' or a local model folder); an existing "
+                   "index keeps its own unless --rebuild.")
+@click.option("--include", multiple=True, metavar="GLOB", help="Only index matching files.")
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Leave matching files out.")
+@click.option("--rebuild", is_flag=True,
+              help="Drop what the index holds and re-embed everything (e.g. a new model).")
+@click.option("--chunk-tokens", default=200, show_default=True, type=int,
+              help="Most tokens per passage.")
+@click.option("--overlap", default=32, show_default=True, type=int,
+              help="Tokens a passage repeats from the previous one.")
+@click.option("--index-type", type=click.Choice(["auto", "flat", "hnsw"]), default="auto",
+              show_default=True, help="Exact (flat) or approximate (hnsw) search; auto by size.")
+@click.option("--max-file-mb", default=10.0, show_default=True, type=float,
+              help="Skip larger files.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no list of skipped files.")
+def index(folder, index_dir, model, include, exclude, rebuild, chunk_tokens, overlap,
+          index_type, max_file_mb, quiet):
+    """Index the documents in FOLDER (.txt .md .rst .html .pdf), or sync the index with it.
+
+    Re-running on the same folder embeds only new and changed files and drops deleted ones.
+
+    \b
+    Example:
+      bertsearch index ~/notes --index ~/notes-index
+      bertsearch index docs/ --include '*.md' --exclude 'drafts/*'
+    """
+    from indexer import ChunkSettings, build_index, encoder_for_index
+
+    encoder = encoder_for_index(index_dir, None if rebuild and model is None else model)
+    with _progress_bar(quiet) as progress:
+        report = build_index(
+            folder, index_dir, encoder, chunk=ChunkSettings(chunk_tokens, overlap),
+            include=list(include), exclude=list(exclude), rebuild=rebuild,
+            index_type=index_type, max_file_bytes=int(max_file_mb * 1024 * 1024),
+            progress=progress)
+    click.echo(f"Indexed {report.folder} into {report.index}: {report.summary()}.")
+    if not quiet:
+        for skipped in report.skipped:
+            click.echo(f"  skipped {skipped.relpath}: {skipped.reason}", err=True)
+
+
+@main.command()
+@click.argument("text")
+@index_option
+@click.option("-k", "--top", "k", default=10, show_default=True, type=click.IntRange(1, 1000),
+              help="How many passages to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print the hits as a JSON array.")
+def query(text, index_dir, k, as_json):
+    """Show the indexed passages most similar to TEXT.
+
+    \b
+    Example:
+      bertsearch query "how is BERT pretrained?" --index my-index -k 5
+    """
+    from indexer import Index
+
+    with Index.open(index_dir) as index:
+        hits = index.search(text, k)
+    if as_json:
+        click.echo(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
+        return
+    if not hits:
+        click.echo("No passages in the index.")
+    for rank, hit in enumerate(hits, 1):
+        click.echo(f"{rank:>2}. {hit.score:.3f}  {_shown_path(hit.file)}:"
+                   f"{hit.line_start}-{hit.line_end}")
+        click.echo(f"    {_snippet(hit.text)}")
+
+
+def _shown_path(path: str) -> str:
+    """A path relative to the working directory when it lies below it."""
+    import os
+
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
+def _snippet(text: str, width: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[:width - 1].rsplit(" ", 1)[0] + " …"
+
+
+class _progress_bar:
+    """A tqdm bar (files, passages, passages/s, ETA) on a terminal; nothing otherwise."""
+
+    def __init__(self, quiet: bool):
+        self.enabled = not quiet and sys.stderr.isatty()
+        self.bar = None
+        self.started = None
+
+    def __enter__(self):
+        return self if self.enabled else None
+
+    def __call__(self, done: int, total: int, passages: int) -> None:
+        import time
+
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=total, unit="file", dynamic_ncols=True, file=sys.stderr)
+            self.started = time.perf_counter()
+        rate = passages / max(time.perf_counter() - self.started, 1e-9)
+        self.bar.set_postfix_str(f"{passages} passages, {rate:.1f} passages/s", refresh=False)
+        self.bar.update(done - self.bar.n)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _read_texts(texts: tuple[str, ...]) -> list[str]:
+    """TEXT arguments, with `-` standing for the non-empty lines of stdin."""
+    out: list[str] = []
+    for text in texts:
+        if text == "-":
+            out.extend(line.rstrip("\r\n") for line in sys.stdin if line.strip())
+        else:
+            out.append(text)
+    if not out:
+        raise click.ClickException("No input: give at least one TEXT, or - to read texts from stdin.")
+    return out
+
+
+if __name__ == "__main__":
+    main()

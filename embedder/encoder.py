@@ -1,0 +1,278 @@
+"""The encoder: texts in, L2-normalised float32 embeddings out, pooled by mean or `[CLS]`.
+
+A thin, fast layer over a Hugging Face `BertModel`: inputs are tokenized once (in Rust),
+sorted by token length so each batch pads as little as possible, run without autograd,
+pooled, normalised and put back in the caller's order. Texts longer than the model's limit
+are truncated and *reported* (`encode_detailed().truncated`, and a `TruncationWarning`
+from `encode`), never silently.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .errors import InvalidInputError, ModelLoadError
+from .inputs import PairInputs, SpecialTokens, pack_inputs
+from .loading import pick_device, quiet_hf_loading
+from .models import (
+    DEFAULT_MODEL,
+    is_packaged_alias,
+    read_sentence_transformer_settings,
+    resolve_model_path,
+    weights_fingerprint,
+)
+
+POOLINGS = ("mean", "cls")
+
+
+class TruncationWarning(UserWarning):
+    """Some inputs were longer than the model's max sequence length and were cut."""
+
+
+@dataclass
+class Encoded:
+    """The result of `Encoder.encode_detailed`."""
+
+    embeddings: np.ndarray  # (n, dimension) float32
+    token_counts: list[int]  # tokens per input before truncation, [CLS]/[SEP] included
+    truncated: list[int]  # indices of the inputs that were cut to max_seq_length
+
+
+class Encoder:
+    """A BERT encoder that turns texts into embeddings.
+
+    Load with `Encoder.load("default")` (the packaged all-MiniLM-L6-v2) or with the path of
+    any local sentence-transformers or Hugging Face BERT folder (a `bertsearch pretrain`
+    output works too). Satisfies the small interface the indexer needs:
+    `encode(texts) -> float32 (n, d)` and `dimension`.
+    """
+
+    def __init__(self, model, tokenizer, *, name: str, source: str, max_seq_length: int,
+                 pooling: str = "mean", normalize: bool = True, device: str = "cpu"):
+        _check_pooling(pooling)
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name  # for people: "all-MiniLM-L6-v2" or the folder's name
+        self.source = source  # for machines: what Encoder.load takes to load it again
+        self.max_seq_length = max_seq_length
+        self.pooling = pooling
+        self.normalize = normalize
+        self.device = device
+        self.special = SpecialTokens.of(tokenizer)
+
+    @classmethod
+    def load(cls, model: str | os.PathLike = DEFAULT_MODEL, *, device: str | None = None,
+             pooling: str | None = None, max_seq_length: int | None = None) -> "Encoder":
+        """Load an encoder from an alias or a local folder, strictly offline.
+
+        Args:
+            model: `default` / `all-MiniLM-L6-v2`, or a local model folder.
+            device: `cpu`, `cuda`, ...; default: CUDA when present, else CPU.
+            pooling: default pooling for `encode`; default: what the folder's
+                sentence-transformers config says, else `mean`.
+            max_seq_length: token limit per text; default: the folder's setting, else the
+                model's position limit.
+
+        Raises:
+            ModelNotFoundError: no such alias or folder.
+            ModelLoadError: the folder is not a loadable BERT-style model.
+        """
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        path = resolve_model_path(model)
+        settings = read_sentence_transformer_settings(path)
+        device = pick_device(device)
+        try:
+            with quiet_hf_loading():
+                tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+                net = AutoModel.from_pretrained(
+                    str(path), local_files_only=True, dtype=torch.float32
+                )
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelLoadError(
+                f"Could not load a model from '{path}': {_first_line(exc)}. The folder needs "
+                f"config.json, weights and tokenizer files of a BERT-style encoder."
+            ) from exc
+        limit = max_seq_length or settings.max_seq_length or min(
+            getattr(net.config, "max_position_embeddings", 512), tokenizer.model_max_length
+        )
+        packaged = is_packaged_alias(model)
+        return cls(
+            net.to(device), tokenizer, name="all-MiniLM-L6-v2" if packaged else path.name,
+            source=DEFAULT_MODEL if packaged else str(path), max_seq_length=int(limit),
+            pooling=pooling or settings.pooling or "mean", device=device,
+        )
+
+    @property
+    def dimension(self) -> int:
+        """Length of each embedding vector."""
+        return int(self.model.config.hidden_size)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """A short hash of the weights: indexes record it to refuse vectors of another model."""
+        return weights_fingerprint(self.model)
+
+    # -- tokenization ---------------------------------------------------------------------
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        """Content token ids of each text (no special tokens, not truncated)."""
+        texts = _check_texts(texts)
+        if not texts:
+            return []
+        return self.tokenizer(
+            texts, add_special_tokens=False, return_attention_mask=False,
+            return_token_type_ids=False, verbose=False,
+        )["input_ids"]
+
+    def token_spans(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        """The (start, end) character span of each content token of each text.
+
+        What token-bounded chunking needs: cutting between two tokens' spans gives passages
+        whose token count is known before they are embedded.
+        """
+        texts = _check_texts(texts)
+        if not texts:
+            return []
+        return [[tuple(span) for span in spans] for spans in self.tokenizer(
+            texts, add_special_tokens=False, return_offsets_mapping=True,
+            return_attention_mask=False, return_token_type_ids=False, verbose=False,
+        )["offset_mapping"]]
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens each text would occupy as model input, `[CLS]` and `[SEP]` included."""
+        return [len(ids) + 2 for ids in self.tokenize(texts)]
+
+    # -- encoding -------------------------------------------------------------------------
+
+    def encode(self, texts: Sequence[str], *, pooling: str | None = None,
+               normalize: bool | None = None, batch_size: int = 32) -> np.ndarray:
+        """Embed texts.
+
+        Args:
+            texts: the texts to embed (a list; a lone string is refused, to catch a common
+                slip that would embed each character).
+            pooling: `mean` (average of token vectors) or `cls` (the `[CLS]` vector);
+                default: the encoder's.
+            normalize: L2-normalise each vector (default: yes), so inner product = cosine.
+            batch_size: texts per forward pass.
+
+        Returns:
+            float32 array `(len(texts), dimension)` in the input order.
+
+        Warns:
+            TruncationWarning: when any text exceeded `max_seq_length` tokens.
+        """
+        result = self.encode_detailed(texts, pooling=pooling, normalize=normalize,
+                                      batch_size=batch_size)
+        if result.truncated:
+            warnings.warn(
+                f"{len(result.truncated)} of {len(result.token_counts)} texts were longer than "
+                f"{self.max_seq_length} tokens and were truncated; split long texts into "
+                f"passages (the indexer does) to embed all of them.",
+                TruncationWarning, stacklevel=2,
+            )
+        return result.embeddings
+
+    def encode_detailed(self, texts: Sequence[str], *, pooling: str | None = None,
+                        normalize: bool | None = None, batch_size: int = 32) -> Encoded:
+        """Like `encode`, but also returns token counts and which texts were truncated."""
+        pooling = pooling or self.pooling
+        _check_pooling(pooling)
+        normalize = self.normalize if normalize is None else normalize
+        if batch_size < 1:
+            raise InvalidInputError(f"batch_size must be at least 1; got {batch_size}.")
+        token_ids = self.tokenize(texts)
+        counts = [len(ids) + 2 for ids in token_ids]
+        out = np.zeros((len(token_ids), self.dimension), dtype=np.float32)
+        order = sorted(range(len(token_ids)), key=lambda i: -counts[i])  # longest first
+        for start in range(0, len(order), batch_size):
+            batch = order[start:start + batch_size]
+            packed = [pack_inputs(token_ids[i], None, self.special, self.max_seq_length)
+                      for i in batch]
+            out[batch] = self._forward(packed, pooling, normalize)
+        truncated = [i for i, n in enumerate(counts) if n > self.max_seq_length]
+        return Encoded(out, counts, truncated)
+
+    def _forward(self, packed: list[PairInputs], pooling: str, normalize: bool) -> np.ndarray:
+        import torch
+
+        width = max(len(p) for p in packed)
+        tensors = collate(packed, width, self.special.pad, self.device)
+        with torch.inference_mode():
+            hidden = self.model(**tensors).last_hidden_state  # (batch, seq, hidden)
+            vectors = pool(hidden, tensors["attention_mask"], pooling)
+            if normalize:
+                vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
+        return vectors.float().cpu().numpy()
+
+    # -- RAG-framework-friendly names -----------------------------------------------------
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed documents for a vector store (LangChain / LlamaIndex method name)."""
+        return self.encode(list(texts)).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed one query (LangChain / LlamaIndex method name)."""
+        if not isinstance(text, str):
+            raise InvalidInputError(f"embed_query takes one string; got {type(text).__name__}.")
+        return self.encode([text])[0].tolist()
+
+    def __repr__(self) -> str:
+        return (f"Encoder(name={self.name!r}, dimension={self.dimension}, "
+                f"pooling={self.pooling!r}, max_seq_length={self.max_seq_length})")
+
+
+def collate(packed: list[PairInputs], width: int, pad_id: int, device: str = "cpu") -> dict:
+    """Stack inputs into padded `(batch, width)` tensors for a BERT forward pass."""
+    import torch
+
+    def column(values, fill):
+        return [row + [fill] * (width - len(row)) for row in values]
+
+    return {
+        "input_ids": torch.tensor(column([p.input_ids for p in packed], pad_id), device=device),
+        "token_type_ids": torch.tensor(column([p.token_type_ids for p in packed], 0),
+                                       device=device),
+        "attention_mask": torch.tensor(column([p.attention_mask for p in packed], 0),
+                                       device=device),
+    }
+
+
+def pool(hidden, attention_mask, pooling: str):
+    """Reduce token vectors `(batch, seq, hidden)` to one vector per input.
+
+    `mean` averages the vectors of real tokens (special tokens included, padding excluded),
+    as sentence-transformers does; `cls` takes the final `[CLS]` vector.
+    """
+    if pooling == "cls":
+        return hidden[:, 0]
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (batch, seq, 1)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
+def _check_pooling(pooling: str) -> None:
+    if pooling not in POOLINGS:
+        raise InvalidInputError(f"pooling must be one of {', '.join(POOLINGS)}; got {pooling!r}.")
+
+
+def _check_texts(texts) -> list[str]:
+    if isinstance(texts, str):
+        raise InvalidInputError("Pass a list of texts, not a single string: encode([text]).")
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InvalidInputError(f"Text {i} is a {type(text).__name__}, not a string.")
+    return texts
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -1,0 +1,85 @@
+"""What an index records about how it was made, and the encoder interface it needs."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from .chunking import ChunkSettings
+from .errors import IndexMismatchError
+
+FORMAT_VERSION = 1
+
+
+class TextEncoder(Protocol):
+    """The small part of `embedder.Encoder` the indexer uses."""
+
+    name: str
+    source: str
+    pooling: str
+    max_seq_length: int
+
+    @property
+    def dimension(self) -> int: ...
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def token_spans(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]: ...
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """The settings that made an index; vectors made otherwise must not be mixed in."""
+
+    model: str  # the alias or folder the encoder was loaded from
+    model_fingerprint: str
+    dimension: int
+    pooling: str
+    max_seq_length: int
+    chunk_tokens: int
+    chunk_overlap: int
+    index_type: str = "auto"
+    format_version: int = FORMAT_VERSION
+
+    # a change in any of these makes every stored vector or passage wrong
+    EMBEDDING_KEYS = ("model_fingerprint", "dimension", "pooling", "chunk_tokens",
+                      "chunk_overlap", "format_version")
+
+    @classmethod
+    def of(cls, encoder: TextEncoder, chunk: ChunkSettings, index_type: str = "auto"):
+        return cls(
+            model=encoder.source, model_fingerprint=encoder.fingerprint, dimension=encoder.dimension,
+            pooling=encoder.pooling, max_seq_length=encoder.max_seq_length,
+            chunk_tokens=chunk.max_tokens, chunk_overlap=chunk.overlap_tokens,
+            index_type=index_type,
+        )
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "IndexSettings | None":
+        names = {f.name for f in fields(cls)}
+        if not names - {"index_type", "format_version"} <= values.keys():
+            return None  # a new, empty index
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def check_compatible(self, wanted: "IndexSettings", where: str) -> None:
+        """Raise `IndexMismatchError` if vectors made with `wanted` would not fit this index."""
+        diffs = [k for k in self.EMBEDDING_KEYS if getattr(self, k) != getattr(wanted, k)]
+        if not diffs:
+            return
+        if "model_fingerprint" in diffs or "dimension" in diffs:
+            what = (f"was built with model '{self.model}' ({self.dimension} dimensions), not "
+                    f"'{wanted.model}' ({wanted.dimension} dimensions)")
+        else:
+            what = "was built with other settings (" + ", ".join(
+                f"{k} {getattr(self, k)} vs {getattr(wanted, k)}" for k in diffs) + ")"
+        raise IndexMismatchError(
+            f"Index {where} {what}. Pass --rebuild to re-embed everything, or use the "
+            f"index's own settings.")
