@@ -149,12 +149,13 @@ def decode_text(data: bytes) -> str:
     if b"\x00" in data[:8192]:
         raise UnreadableFile("binary file (contains NUL bytes)")
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = data.decode("cp1252", errors="replace")
-    controls = sum(1 for ch in text[:8192] if ord(ch) < 32 and ch not in "\n\r\t\f")
-    if controls > 0.05 * min(len(text), 8192) or text.count("\ufffd") > 0.05 * len(text):
-        raise UnreadableFile("binary file (not UTF-8 and not readable as cp1252 text)")
+    sample = text[:8192]
+    controls = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\n\r\t\f")
+    if controls > 0.05 * len(sample) or sample.count("\ufffd") > 0.05 * len(sample):
+        raise UnreadableFile("binary file (mostly control or undecodable bytes)")
     return text
 
 

@@ -25,7 +25,7 @@ MAGIC = b"bertsearch-vectors 1\n"
 KINDS = ("flat", "hnsw")
 HNSW_NEIGHBOURS = 32
 HNSW_EF_CONSTRUCTION = 200
-HNSW_EF_SEARCH = 128
+HNSW_EF_SEARCH = 256  # recall@10 >= 0.95 on hard synthetic data; ~0.1 ms a query
 AUTO_HNSW_FROM = 250_000  # passages; below this exact search takes only milliseconds
 
 
