@@ -105,9 +105,11 @@ index_option = click.option(
               show_default=True, help="Exact (flat) or approximate (hnsw) search; auto by size.")
 @click.option("--max-file-mb", default=10.0, show_default=True, type=float,
               help="Skip larger files.")
+@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1),
+              help="Passages embedded and committed together; a crash loses at most one batch.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no list of skipped files.")
 def index(folder, index_dir, model, include, exclude, rebuild, chunk_tokens, overlap,
-          index_type, max_file_mb, quiet):
+          index_type, max_file_mb, batch_size, quiet):
     """Index the documents in FOLDER (.txt .md .rst .html .pdf), or sync the index with it.
 
     Re-running on the same folder embeds only new and changed files and drops deleted ones.
@@ -125,7 +127,7 @@ def index(folder, index_dir, model, include, exclude, rebuild, chunk_tokens, ove
             folder, index_dir, encoder, chunk=ChunkSettings(chunk_tokens, overlap),
             include=list(include), exclude=list(exclude), rebuild=rebuild,
             index_type=index_type, max_file_bytes=int(max_file_mb * 1024 * 1024),
-            progress=progress)
+            batch_passages=batch_size, progress=progress)
     click.echo(f"Indexed {report.folder} into {report.index}: {report.summary()}.")
     if not quiet:
         for skipped in report.skipped:

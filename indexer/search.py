@@ -60,9 +60,10 @@ def sync_vectors(store: Store, vectors: VectorIndex | None, dimension: int,
         vectors = VectorIndex.empty(dimension, kind)
     have = vectors.ids()
     stale = np.setdiff1d(have, wanted, assume_unique=True)
-    if len(stale) and not vectors.can_remove:
+    if len(stale) and not vectors.can_remove:  # HNSW: start over rather than delete
         vectors, have = VectorIndex.empty(dimension, kind), np.array([], dtype=np.int64)
-    vectors.remove(stale)
+    else:
+        vectors.remove(stale)
     missing = np.setdiff1d(wanted, have, assume_unique=True)
     for ids, block in store.vectors(missing):
         vectors.add(ids, block)

@@ -76,10 +76,11 @@ class VectorIndex:
                                     np.ascontiguousarray(ids, dtype=np.int64))
 
     def remove(self, ids: np.ndarray) -> None:
+        if not len(ids):
+            return
         if not self.can_remove:
             raise IndexerError("An HNSW index cannot delete vectors; rebuild it instead.")
-        if len(ids):
-            self.index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
+        self.index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k inner products: `scores, ids`, each `(len(queries), k)`; id -1 where none."""

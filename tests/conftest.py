@@ -31,3 +31,38 @@ def shared_data() -> Path:
 def sample_docs() -> Path:
     """The small document folder that ships with the repository."""
     return REPO / "samples" / "docs"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, encoder):
+    """A seeded, randomly initialised 2-layer BERT with pretraining heads and MiniLM's
+    tokenizer: a second, different model for fast tests."""
+    import torch
+    from transformers import BertConfig, BertForPreTraining
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=encoder.tokenizer.vocab_size, hidden_size=32,
+                        num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                        max_position_embeddings=128)
+    path = tmp_path_factory.mktemp("tiny-bert")
+    BertForPreTraining(config).save_pretrained(path)
+    encoder.tokenizer.save_pretrained(path)
+    return path
+
+
+def write_corpus(folder: Path, n_docs: int, paragraphs: int = 3, seed: int = 0) -> Path:
+    """`n_docs` distinct multi-paragraph text files made of seeded pseudo-sentences."""
+    import random
+
+    rng = random.Random(seed)
+    words = ("river mountain engine violin protein harbour glacier lantern orbit copper "
+             "meadow circuit falcon thunder quartz bakery compass saddle tunnel velvet").split()
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n_docs):
+        paras = []
+        for p in range(paragraphs):
+            sentences = [" ".join(rng.choice(words) for _ in range(rng.randint(6, 14))) + "."
+                         for _ in range(rng.randint(2, 4))]
+            paras.append(f"Document {i} part {p}. " + " ".join(sentences))
+        (folder / f"doc{i:03d}.txt").write_text("\n\n".join(paras), encoding="utf-8")
+    return folder
