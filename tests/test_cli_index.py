@@ -101,7 +101,12 @@ def test_progress_bar_on_a_terminal(docs, tmp_path):
     import os
     import pty
 
+    import fcntl
+    import struct
+    import termios
+
     master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # 120 columns
     proc = subprocess.Popen([sys.executable, "-m", "cli", "index", str(docs), "--index",
                              str(tmp_path / "idx")], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=slave)
