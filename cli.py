@@ -162,6 +162,41 @@ def query(text, index_dir, k, as_json):
         click.echo(f"    {_snippet(hit.text)}")
 
 
+@main.command()
+@click.option("--index", "-i", "index_dir", default="bertsearch-index", envvar="BERTSEARCH_INDEX",
+              show_default=True, help="The index to search (it may be created later).")
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="BERTSEARCH_HOST",
+              help="Address to listen on; the default takes connections from this machine only.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              envvar="BERTSEARCH_PORT")
+@click.option("--model", "-m", default=None, envvar="BERTSEARCH_MODEL",
+              help="Encoder for /embed and /v1/embeddings; default: the index's own.")
+@click.option("--api-key", default=None, envvar="BERTSEARCH_API_KEY",
+              help="Require 'Authorization: Bearer KEY' on every route but /health.")
+@click.option("--coherence-model", default=None, envvar="BERTSEARCH_COHERENCE_MODEL",
+              help="NSP model for /coherence; default: the packaged coherence model.")
+@click.option("--classifier", default=None, type=click.Path(file_okay=False),
+              help="A `bertsearch finetune` output folder to serve on /classify.")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+def serve(index_dir, host, port, model, api_key, coherence_model, classifier, log_level):
+    """Serve search, embeddings and coherence over HTTP (OpenAPI docs at /docs).
+
+    \b
+    Example:
+      bertsearch serve --index my-index --port 8000
+      curl -s localhost:8000/search -H 'content-type: application/json' \\
+           -d '{"query": "how is BERT pretrained?", "k": 3}'
+    """
+    import uvicorn
+
+    from server import ServerSettings, create_app
+
+    settings = ServerSettings(index_dir=index_dir, model=model, api_key=api_key,
+                              coherence_model=coherence_model, classifier=classifier)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+
+
 def _shown_path(path: str) -> str:
     """A path relative to the working directory when it lies below it."""
     import os

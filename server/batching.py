@@ -1,0 +1,142 @@
+"""Dynamic batching: concurrent requests share forward passes of the encoder.
+
+Requests put their texts on a queue and await a future. One worker collects texts from
+requests that arrive within a short window (or until a token budget is full), encodes them
+in one `encode_detailed` call on a dedicated thread — so the event loop never blocks — and
+hands each request its rows. Requests with different pooling/normalisation go in different
+batches. A full queue refuses new work (`QueueFullError`) instead of growing without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+from dataclasses import dataclass
+
+import numpy as np
+
+from embedder.errors import BertsearchError
+
+
+class QueueFullError(BertsearchError):
+    """Too much work is already waiting; the client should retry shortly."""
+
+
+@dataclass
+class Embedded:
+    """One request's share of a batch."""
+
+    embeddings: np.ndarray
+    token_counts: list[int]
+    truncated: list[int]
+
+
+@dataclass
+class _Job:
+    texts: list[str]
+    key: tuple  # (pooling, normalize)
+    future: asyncio.Future
+    tokens: int
+
+
+class EmbeddingBatcher:
+    """Batches concurrent `embed` calls into shared encoder calls."""
+
+    def __init__(self, encoder, *, wait_ms: float = 5.0, max_texts: int = 128,
+                 max_tokens: int = 16_384, max_queued_texts: int = 4_096):
+        self.encoder = encoder
+        self.wait = wait_ms / 1000
+        self.max_texts = max_texts
+        self.max_tokens = max_tokens
+        self.max_queued_texts = max_queued_texts
+        self.pending: collections.deque[_Job] = collections.deque()
+        self.queued_texts = 0
+        self.wakeup: asyncio.Event | None = None
+        self.worker: asyncio.Task | None = None
+        self.thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="encoder")
+        self.batches = 0  # forward calls made, for /stats and tests
+
+    def start(self) -> None:
+        self.wakeup = asyncio.Event()
+        self.worker = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self.worker:
+            self.worker.cancel()
+            try:
+                await self.worker
+            except asyncio.CancelledError:
+                pass
+        for job in self.pending:
+            if not job.future.done():
+                job.future.set_exception(QueueFullError("The server is shutting down."))
+        self.thread.shutdown(wait=False, cancel_futures=True)
+
+    async def embed(self, texts: list[str], pooling: str | None = None,
+                    normalize: bool | None = None) -> Embedded:
+        """Embed `texts` (in order) as part of whatever batch is forming."""
+        if self.queued_texts + len(texts) > self.max_queued_texts:
+            raise QueueFullError(
+                f"The server has {self.queued_texts} texts waiting to be embedded; retry in "
+                f"a moment or send fewer texts per request.")
+        future = asyncio.get_running_loop().create_future()
+        self.pending.append(_Job(list(texts), (pooling, normalize), future,
+                                 sum(self._estimate_tokens(t) for t in texts)))
+        self.queued_texts += len(texts)
+        self.wakeup.set()
+        return await future
+
+    def _estimate_tokens(self, text: str) -> int:
+        # ~4 characters a WordPiece token in English; the model truncates at max_seq_length
+        return min(len(text) // 4 + 2, self.encoder.max_seq_length)
+
+    async def _run(self) -> None:
+        while True:
+            await self.wakeup.wait()
+            self.wakeup.clear()
+            while self.pending:
+                await asyncio.sleep(self.wait)  # let concurrent requests join this batch
+                jobs = self._take_batch()
+                await self._encode(jobs)
+
+    def _take_batch(self) -> list[_Job]:
+        first = self.pending.popleft()
+        jobs, texts, tokens, kept = [first], len(first.texts), first.tokens, []
+        while self.pending:
+            job = self.pending.popleft()
+            fits = (texts + len(job.texts) <= self.max_texts and
+                    tokens + job.tokens <= self.max_tokens)
+            if job.key == first.key and fits:
+                jobs.append(job)
+                texts += len(job.texts)
+                tokens += job.tokens
+            else:
+                kept.append(job)
+        self.pending.extendleft(reversed(kept))
+        return jobs
+
+    async def _encode(self, jobs: list[_Job]) -> None:
+        texts = [t for job in jobs for t in job.texts]
+        pooling, normalize = jobs[0].key
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(
+                self.thread, lambda: self.encoder.encode_detailed(
+                    texts, pooling=pooling, normalize=normalize))
+        except Exception as exc:  # hand the error to every waiting request
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            return
+        finally:
+            self.queued_texts -= len(texts)
+            self.batches += 1
+        start = 0
+        for job in jobs:
+            end = start + len(job.texts)
+            share = Embedded(result.embeddings[start:end], result.token_counts[start:end],
+                             [i - start for i in result.truncated if start <= i < end])
+            if not job.future.done():
+                job.future.set_result(share)
+            start = end

@@ -1,0 +1,159 @@
+"""The HTTP routes. Each parses its request, calls the library and shapes the response."""
+
+
+import base64
+import time
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from embedder.errors import InvalidInputError
+
+from .schemas import (
+    ChainOut,
+    ClassifyResponse,
+    ClassifyResult,
+    CoherenceResponse,
+    EmbeddingOut,
+    EmbeddingsResponse,
+    EmbedResponse,
+    HealthResponse,
+    HitOut,
+    OrderOut,
+    SearchResponse,
+    StatsResponse,
+    Usage,
+    make_schemas,
+)
+from .services import Services
+from .settings import ServerSettings
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def build_router(settings: ServerSettings) -> APIRouter:
+    """All routes, with request models carrying this server's limits."""
+    schemas = make_schemas(settings)
+    SearchRequest = schemas["SearchRequest"]
+    EmbeddingsRequest = schemas["EmbeddingsRequest"]
+    EmbedRequest = schemas["EmbedRequest"]
+    CoherenceRequest = schemas["CoherenceRequest"]
+    ClassifyRequest = schemas["ClassifyRequest"]
+    router = APIRouter()
+
+    @router.post("/search", response_model=SearchResponse, tags=["search"])
+    async def search(body: SearchRequest, services: ServicesDep):
+        """The indexed passages most similar to `query`, best first."""
+        started = time.perf_counter()
+        index = services.require_index()
+        query = (await services.batcher.embed([body.query])).embeddings
+        hits = (await run_in_threadpool(index.search_vectors, query, body.k))[0]
+        response = SearchResponse(
+            query=body.query, took_ms=0.0,
+            hits=[HitOut(**{**h.to_dict(), "text": h.text if body.include_text else None})
+                  for h in hits])
+        if body.coherence and len(hits) >= 2:
+            chain, order = await _coherence(services, [h.text for h in hits])
+            response.coherence, response.reading_order = chain, order
+        response.took_ms = (time.perf_counter() - started) * 1000
+        return response
+
+    @router.post("/v1/embeddings", response_model=EmbeddingsResponse, tags=["embeddings"])
+    async def openai_embeddings(body: EmbeddingsRequest, services: ServicesDep):
+        """OpenAI-compatible embeddings: `input` a string or list, `encoding_format`
+        float or base64 (little-endian float32)."""
+        encoder = services.encoder
+        if body.model not in (None, "", "default", encoder.name, encoder.source):
+            raise InvalidInputError(
+                f"This server serves the model '{encoder.name}'; send that as `model` "
+                f"or leave it out (got '{body.model}').")
+        if body.dimensions not in (None, encoder.dimension):
+            raise InvalidInputError(
+                f"This model's embeddings have {encoder.dimension} dimensions; it cannot "
+                f"return {body.dimensions}. Leave `dimensions` out.")
+        texts = [body.input] if isinstance(body.input, str) else body.input
+        result = await services.batcher.embed(texts)
+        tokens = sum(min(n, encoder.max_seq_length) for n in result.token_counts)
+        return EmbeddingsResponse(
+            data=[EmbeddingOut(embedding=_encode_vector(v, body.encoding_format), index=i)
+                  for i, v in enumerate(result.embeddings)],
+            model=encoder.name, usage=Usage(prompt_tokens=tokens, total_tokens=tokens))
+
+    @router.post("/embed", response_model=EmbedResponse, tags=["embeddings"])
+    async def embed(body: EmbedRequest, services: ServicesDep):
+        """Embeddings with a choice of pooling and normalisation; reports truncation."""
+        result = await services.batcher.embed(body.texts, body.pooling, body.normalize)
+        encoder = services.encoder
+        return EmbedResponse(
+            embeddings=result.embeddings.tolist(), dimension=encoder.dimension,
+            pooling=body.pooling or encoder.pooling, normalized=body.normalize,
+            token_counts=result.token_counts, truncated=result.truncated,
+            max_seq_length=encoder.max_seq_length)
+
+    @router.post("/coherence", response_model=CoherenceResponse, tags=["coherence"])
+    async def coherence(body: CoherenceRequest, services: ServicesDep):
+        """P(next) for each consecutive pair of passages (NSP), the chain's mean and weakest
+        link, and the most plausible reading order."""
+        chain, order = await _coherence(services, body.passages)
+        return CoherenceResponse(chain=chain, reading_order=order)
+
+    @router.post("/classify", response_model=ClassifyResponse, tags=["classify"])
+    async def classify(body: ClassifyRequest, services: ServicesDep):
+        """Labels and probabilities from the fine-tuned classifier given with --classifier."""
+        classifier = await run_in_threadpool(services.classifier)
+        predictions = await run_in_threadpool(classifier.predict, body.texts)
+        return ClassifyResponse(
+            labels=classifier.labels,
+            results=[ClassifyResult(label=p.label, probabilities=p.probabilities)
+                     for p in predictions])
+
+    @router.get("/health", response_model=HealthResponse, tags=["service"])
+    async def health(request: Request):
+        """200 when the model (and the index, if one was configured) are loaded, else 503."""
+        services = getattr(request.app.state, "services", None)
+        if services is None:
+            return JSONResponse({"status": "loading", "model": False, "index": False,
+                                 "detail": "Still loading."}, status_code=503)
+        index_ready = await run_in_threadpool(lambda: services.index_ready)
+        if not index_ready:
+            return JSONResponse(
+                {"status": "degraded", "model": True, "index": False,
+                 "detail": f"No index at '{services.settings.index_dir}' yet."},
+                status_code=503)
+        return HealthResponse(status="ok", model=True, index=services.index is not None)
+
+    @router.get("/stats", response_model=StatsResponse, tags=["service"])
+    async def stats(services: ServicesDep):
+        """The model, its dimension, and the index's documents, passages and type."""
+        encoder = services.encoder
+        index_stats = None
+        if services.index_ready and services.index is not None:
+            index_stats = await run_in_threadpool(services.index.stats)
+        return StatsResponse(model=encoder.name, dimension=encoder.dimension,
+                             pooling=encoder.pooling, max_seq_length=encoder.max_seq_length,
+                             index=index_stats, batches=services.batcher.batches)
+
+    return router
+
+
+async def _coherence(services: Services, passages: list[str]) -> tuple[ChainOut, OrderOut]:
+    scorer = await run_in_threadpool(services.coherence)
+    chain = await run_in_threadpool(scorer.chain_coherence, passages)
+    order = await run_in_threadpool(scorer.coherent_order, passages)
+    return (ChainOut(pair_scores=chain.pair_scores, mean=chain.mean,
+                     weakest_link=chain.weakest_link, weakest_score=chain.weakest_score),
+            OrderOut(order=order.order, pair_scores=order.pair_scores, mean=order.mean))
+
+
+def _encode_vector(vector: np.ndarray, encoding_format: str) -> list[float] | str:
+    if encoding_format == "base64":
+        return base64.b64encode(vector.astype("<f4").tobytes()).decode()
+    return vector.tolist()

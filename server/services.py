@@ -1,0 +1,103 @@
+"""What the app holds while it runs: the encoder, its batcher, the index and the scorers.
+
+Created by the lifespan (never at import time) and reached by routes through a dependency.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from embedder.errors import BertsearchError
+from indexer import Index, IndexNotFoundError
+
+from .batching import EmbeddingBatcher
+from .settings import ServerSettings
+
+
+class FeatureUnavailableError(BertsearchError):
+    """A route whose model is not configured or not available in this build."""
+
+
+class Services:
+    """The loaded parts of the server."""
+
+    def __init__(self, settings: ServerSettings, encoder, index: Index | None):
+        self.settings = settings
+        self.encoder = encoder
+        self.index = index
+        self.batcher = EmbeddingBatcher(
+            encoder, wait_ms=settings.batch_wait_ms, max_texts=settings.batch_max_texts,
+            max_tokens=settings.batch_max_tokens, max_queued_texts=settings.max_queued_texts)
+        self._lock = threading.Lock()
+        self._coherence = None
+        self._classifier = None
+
+    @classmethod
+    def load(cls, settings: ServerSettings, encoder=None, index: Index | None = None):
+        """Open the index and load the encoder (the index's own model unless one is named)."""
+        from embedder import Encoder
+
+        if index is None and settings.index_dir and _index_exists(settings.index_dir):
+            index = Index.open(settings.index_dir, encoder=encoder)
+        if encoder is None:
+            if index is not None and settings.model is None:
+                encoder = index.encoder
+            else:
+                encoder = Encoder.load(settings.model or "default")
+        if index is not None and index._encoder is None:
+            index = Index.open(settings.index_dir, encoder=encoder)
+        return cls(settings, encoder, index)
+
+    def require_index(self) -> Index:
+        """The index, opened now if it appeared since start-up."""
+        if self.index is None:
+            with self._lock:
+                if self.index is None:
+                    if not self.settings.index_dir:
+                        raise IndexNotFoundError(
+                            "This server has no index; start it with --index DIR.")
+                    self.index = Index.open(self.settings.index_dir, encoder=self.encoder)
+        return self.index
+
+    @property
+    def index_ready(self) -> bool:
+        if self.index is not None or not self.settings.index_dir:
+            return True
+        try:
+            self.require_index()
+            return True
+        except BertsearchError:
+            return False
+
+    def coherence(self):
+        """The coherence scorer, loaded on first use (search alone never pays for it)."""
+        with self._lock:
+            if self._coherence is None:
+                try:
+                    from embedder.coherence import CoherenceScorer
+                except ImportError as exc:
+                    raise FeatureUnavailableError(
+                        "Coherence scoring is not available in this build.") from exc
+                self._coherence = CoherenceScorer.load(self.settings.coherence_model)
+            return self._coherence
+
+    def classifier(self):
+        """The text classifier given with --classifier, loaded on first use."""
+        with self._lock:
+            if self._classifier is None:
+                if not self.settings.classifier:
+                    raise FeatureUnavailableError(
+                        "No classifier is loaded; start the server with --classifier DIR.")
+                from embedder.finetune import Classifier
+
+                self._classifier = Classifier.load(self.settings.classifier)
+            return self._classifier
+
+    def close(self) -> None:
+        if self.index is not None:
+            self.index.close()
+
+
+def _index_exists(index_dir: str) -> bool:
+    return (Path(index_dir).expanduser() / "passages.db").is_file()

@@ -1,0 +1,27 @@
+"""Server configuration: one dataclass, filled by the CLI (or by code that embeds the app)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Everything `create_app` needs; nothing is read from the environment at import time."""
+
+    index_dir: str | None = None  # None: embeddings only; /search answers 503
+    model: str | None = None  # None: the index's own model, else the default
+    api_key: str | None = None  # every route but /health then needs "Bearer <key>"
+    coherence_model: str | None = None  # None: the packaged default coherence model
+    classifier: str | None = None  # a `bertsearch finetune` output folder for /classify
+    # request limits
+    max_inputs: int = 256  # texts per request
+    max_input_chars: int = 20_000  # characters per text
+    max_query_chars: int = 2_000
+    max_k: int = 100
+    max_body_bytes: int = 8 * 1024 * 1024
+    # dynamic batching
+    batch_wait_ms: float = 5.0  # how long the first request of a batch waits for company
+    batch_max_texts: int = 128
+    batch_max_tokens: int = 16_384  # padded tokens per forward pass
+    max_queued_texts: int = 4_096  # beyond this, requests are refused with 503

@@ -1,0 +1,189 @@
+"""The HTTP API through TestClient: every route, limits, auth, batching, live index."""
+
+import base64
+import shutil
+import threading
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from indexer import build_index
+from server import ServerSettings, create_app
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory, sample_docs, encoder):
+    root = tmp_path_factory.mktemp("server")
+    docs = shutil.copytree(sample_docs, root / "docs")
+    build_index(docs, root / "idx", encoder)
+    return root / "idx"
+
+
+def client_for(encoder, **settings):
+    return TestClient(create_app(ServerSettings(**settings), encoder=encoder))
+
+
+@pytest.fixture(scope="module")
+def client(encoder, index_dir):
+    with client_for(encoder, index_dir=str(index_dir)) as c:
+        yield c
+
+
+def test_health_and_stats(client):
+    assert client.get("/health").json() == {"status": "ok", "model": True, "index": True,
+                                            "detail": None}
+    stats = client.get("/stats").json()
+    assert stats["model"] == "all-MiniLM-L6-v2" and stats["dimension"] == 384
+    assert stats["index"]["documents"] == 6 and stats["index"]["vector_index"] == "flat"
+
+
+def test_search(client):
+    body = client.post("/search", json={"query": "sharpening knives", "k": 3}).json()
+    assert [h["path"] for h in body["hits"]][0] == "kitchen/knife-care.html"
+    assert len(body["hits"]) == 3 and body["took_ms"] > 0
+    hit = body["hits"][0]
+    assert {"passage_id", "file", "ordinal", "start", "end", "line_start", "score"} <= hit.keys()
+    assert hit["text"]
+    bare = client.post("/search", json={"query": "knives", "k": 1, "include_text": False})
+    assert bare.json()["hits"][0]["text"] is None
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"query": "", "k": 3}, "query"),
+    ({"query": "x" * 2001}, "query"),
+    ({"query": "x", "k": 0}, "k"),
+    ({"query": "x", "k": 101}, "k"),
+    ({"query": "x", "k": "ten"}, "k"),
+    ({"k": 3}, "query"),
+    ({"query": "x", "unknown": 1}, "unknown"),
+])
+def test_search_limits_are_422_with_detail(client, body, field):
+    response = client.post("/search", json=body)
+    assert response.status_code == 422
+    assert field in str(response.json()["detail"])
+
+
+def test_malformed_json_is_422(client):
+    response = client.post("/search", content=b"{not json", headers={
+        "content-type": "application/json"})
+    assert response.status_code == 422 and "detail" in response.json()
+
+
+def test_openai_embeddings(client, encoder):
+    texts = ["my dog is cute", "he likes playing"]
+    body = client.post("/v1/embeddings", json={"input": texts, "model": "all-MiniLM-L6-v2"}).json()
+    assert body["object"] == "list" and body["model"] == "all-MiniLM-L6-v2"
+    assert [d["index"] for d in body["data"]] == [0, 1]
+    assert np.allclose([d["embedding"] for d in body["data"]], encoder.encode(texts), atol=1e-5)
+    assert body["usage"]["prompt_tokens"] == sum(encoder.count_tokens(texts))
+    single = client.post("/v1/embeddings", json={"input": "my dog is cute"}).json()
+    assert len(single["data"]) == 1
+    packed = client.post("/v1/embeddings", json={"input": texts, "encoding_format": "base64"})
+    vectors = [np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4")
+               for d in packed.json()["data"]]
+    assert np.allclose(vectors, encoder.encode(texts), atol=1e-5)
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"input": []}, "input"),
+    ({"input": ""}, "input"),
+    ({"input": [[101, 2026]]}, "input"),
+    ({"input": ["x"] * 257}, "input"),
+    ({"input": "x" * 20_001}, "input"),
+    ({"input": "x", "encoding_format": "int8"}, "encoding_format"),
+    ({"input": "x", "model": "text-embedding-3-small"}, "serves the model"),
+    ({"input": "x", "dimensions": 128}, "384 dimensions"),
+])
+def test_openai_embeddings_limits(client, body, message):
+    response = client.post("/v1/embeddings", json=body)
+    assert response.status_code == 422
+    assert message in str(response.json()["detail"])
+
+
+def test_embed_with_pooling_and_truncation(client, encoder):
+    body = client.post("/embed", json={"texts": ["a short text", "word " * 300],
+                                       "pooling": "cls", "normalize": False}).json()
+    expected = encoder.encode(["a short text"], pooling="cls", normalize=False)[0]
+    assert np.allclose(body["embeddings"][0], expected, atol=1e-5)
+    assert body["truncated"] == [1] and body["token_counts"][1] == 302
+    assert body["pooling"] == "cls" and body["normalized"] is False
+
+
+def test_body_too_large_is_413(encoder, index_dir):
+    with client_for(encoder, index_dir=str(index_dir), max_body_bytes=1000) as c:
+        response = c.post("/embed", json={"texts": ["x" * 2000]})
+        assert response.status_code == 413 and "larger than 1000 bytes" in response.json()["detail"]
+
+
+def test_api_key(encoder, index_dir):
+    with client_for(encoder, index_dir=str(index_dir), api_key="s3cret") as c:
+        assert c.get("/health").status_code == 200
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+            response = c.post("/search", json={"query": "x"}, headers=headers)
+            assert response.status_code == 401 and "API key" in response.json()["detail"]
+            assert response.headers["www-authenticate"] == "Bearer"
+        assert c.get("/stats").status_code == 401
+        ok = c.post("/search", json={"query": "x"}, headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200
+
+
+def test_no_index_yet_is_503_then_appears(encoder, tmp_path, sample_docs):
+    with client_for(encoder, index_dir=str(tmp_path / "idx")) as c:
+        health = c.get("/health")
+        assert health.status_code == 503 and health.json()["status"] == "degraded"
+        response = c.post("/search", json={"query": "knife"})
+        assert response.status_code == 503 and "No index at" in response.json()["detail"]
+        assert c.post("/embed", json={"texts": ["still works"]}).status_code == 200
+        build_index(sample_docs, tmp_path / "idx", encoder)
+        assert c.get("/health").status_code == 200
+        assert c.post("/search", json={"query": "knife"}).status_code == 200
+
+
+def test_full_queue_is_503_with_retry_after(encoder, index_dir):
+    with client_for(encoder, index_dir=str(index_dir), max_queued_texts=2) as c:
+        response = c.post("/embed", json={"texts": ["a", "b", "c"]})
+        assert response.status_code == 503 and response.headers["retry-after"] == "1"
+        assert "retry" in response.json()["detail"]
+
+
+def test_concurrent_requests_share_batches(encoder, index_dir):
+    texts = [f"sentence number {i} about topic {i % 5}" for i in range(24)]
+    results, errors = {}, []
+    with client_for(encoder, index_dir=str(index_dir), batch_wait_ms=50) as c:
+        before = c.get("/stats").json()["batches"]
+        barrier = threading.Barrier(len(texts))
+
+        def call(i):
+            try:
+                barrier.wait()
+                results[i] = c.post("/v1/embeddings", json={"input": texts[i]}).json()
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(len(texts))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        batches = c.get("/stats").json()["batches"] - before
+    assert not errors
+    assert batches < len(texts) / 2, batches
+    got = np.array([results[i]["data"][0]["embedding"] for i in range(len(texts))])
+    assert np.allclose(got, encoder.encode(texts), atol=1e-5)  # each got its own row
+
+
+def test_live_index_updates_without_restart(encoder, tmp_path, sample_docs):
+    docs = shutil.copytree(sample_docs, tmp_path / "docs")
+    build_index(docs, tmp_path / "idx", encoder)
+    with client_for(encoder, index_dir=str(tmp_path / "idx")) as c:
+        (docs / "new.md").write_text("Saturn's rings are made of ice and rock.")
+        build_index(docs, tmp_path / "idx", encoder)
+        hits = c.post("/search", json={"query": "rings of saturn", "k": 1}).json()["hits"]
+        assert hits[0]["path"] == "new.md"
+
+
+def test_openapi_schema_documents_the_routes(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/search", "/v1/embeddings", "/embed", "/coherence", "/health", "/stats"):
+        assert path in paths
