@@ -80,6 +80,25 @@ def truncate_longest_first(
     return a, b, removed
 
 
+def truncate_for_continuation(ids_a: list[int], ids_b: list[int],
+                              max_tokens: int) -> tuple[list[int], list[int], int]:
+    """Longest-first trimming that keeps the *end* of A and the *start* of B.
+
+    Whether B follows A is decided where they meet, so for next-sentence prediction and
+    coherence scoring the tokens far from the junction are the ones to drop: A loses tokens
+    from its front, B from its back, always the longer one first.
+    """
+    a, b = list(ids_a), list(ids_b)
+    removed = 0
+    while len(a) + len(b) > max_tokens:
+        if len(a) > len(b):
+            del a[0]
+        else:
+            b.pop()
+        removed += 1
+    return a, b, removed
+
+
 def pack_inputs(
     ids_a: list[int],
     ids_b: list[int] | None,

@@ -1,0 +1,128 @@
+"""HTTP figures of a real `bertsearch serve`: /search latency and /v1/embeddings batching.
+
+    python bench/server.py [--index DIR] [--files 300] [--requests 256]
+
+Starts the server under uvicorn on 127.0.0.1 (a free port) over an index of linux-docs
+(`--index`, or one built here from the first `--files` files), then measures, in one run:
+  - /search latency p50/p99 with 1 client and with 16 concurrent clients;
+  - /v1/embeddings throughput for `--requests` one-passage requests sent one after another
+    (the baseline) and from 32 concurrent clients (dynamic batching); target ratio >= 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from common import REPO, linux_doc_paragraphs, print_table, shared_data
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--index", default=None)
+    parser.add_argument("--files", type=int, default=300)
+    parser.add_argument("--requests", type=int, default=256)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bertsearch-serve-"))
+    index_dir = args.index or str(work / "index")
+    if args.index is None:
+        folder = work / "docs"
+        source = shared_data() / "linux-docs"
+        for path in sorted(source.rglob("*.rst"))[:args.files]:
+            target = folder / path.relative_to(source)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, target)
+        subprocess.run([sys.executable, "-m", "cli", "index", str(folder), "--index",
+                        index_dir, "--quiet"], cwd=REPO, check=True)
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--index", index_dir,
+                               "--port", str(port), "--log-level", "warning"], cwd=REPO)
+    try:
+        asyncio.run(run(f"http://127.0.0.1:{port}", args.requests))
+    finally:
+        server.terminate()
+        server.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+async def run(base: str, n_requests: int) -> None:
+    import httpx
+
+    async with httpx.AsyncClient(base_url=base, timeout=120,
+                                 limits=httpx.Limits(max_connections=64)) as http:
+        for _ in range(600):
+            try:
+                if (await http.get("/health")).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.2)
+        stats = (await http.get("/stats")).json()
+        print(f"index: {stats['index']['documents']} documents, "
+              f"{stats['index']['passages']} passages", flush=True)
+        passages = linux_doc_paragraphs(n_requests + 200)
+        queries = [" ".join(p.split()[:10]) for p in passages[n_requests:]]
+        texts = passages[:n_requests]
+
+        async def search(query):
+            started = time.perf_counter()
+            response = await http.post("/search", json={"query": query, "k": 10})
+            response.raise_for_status()
+            return (time.perf_counter() - started) * 1000
+
+        async def embed(text):
+            response = await http.post("/v1/embeddings", json={"input": text})
+            response.raise_for_status()
+
+        for q in queries[:10]:  # warm up
+            await search(q)
+        one = [await search(q) for q in queries[:100]]
+        many = await clients(16, queries[:160], search)
+        p = lambda xs, q: float(np.percentile(xs, q))  # noqa: E731
+        print_table(["/search", "requests", "p50 ms", "p99 ms"], [
+            ["1 client", len(one), p(one, 50), p(one, 99)],
+            ["16 concurrent clients", len(many), p(many, 50), p(many, 99)],
+        ])
+
+        started = time.perf_counter()
+        for text in texts:
+            await embed(text)
+        sequential = time.perf_counter() - started
+        started = time.perf_counter()
+        await clients(32, texts, embed)
+        concurrent = time.perf_counter() - started
+        print()
+        print_table(["/v1/embeddings", "requests", "seconds", "requests/s", "ratio"], [
+            ["sequential (baseline)", n_requests, sequential, n_requests / sequential, 1.0],
+            ["32 concurrent clients, dynamic batching", n_requests, concurrent,
+             n_requests / concurrent, sequential / concurrent],
+        ])
+
+
+async def clients(n: int, items: list, call) -> list:
+    """Run `call` over `items` from `n` concurrent clients; returns their results."""
+    queue = list(reversed(items))
+    results = []
+
+    async def client():
+        while queue:
+            results.append(await call(queue.pop()))
+
+    await asyncio.gather(*(client() for _ in range(n)))
+    return results
+
+
+if __name__ == "__main__":
+    main()

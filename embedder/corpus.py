@@ -1,0 +1,93 @@
+"""Reading a text corpus for pretraining: documents made of sentences, streamed.
+
+A corpus is a folder of text files (`.txt .md .rst .text`, recursively, hidden ones
+skipped) or a single file. Each file is a document; a very long file (a whole book) is cut
+at paragraph breaks into documents of about `max_document_chars`, so "another document"
+can also mean another part of the same book. Documents are yielded one at a time, so a
+corpus larger than memory works.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from .errors import EmbedderError
+
+CORPUS_SUFFIXES = {".txt", ".md", ".rst", ".text", ".markdown"}
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
+
+
+class CorpusError(EmbedderError):
+    """The corpus cannot be used for training (missing, empty, too small)."""
+
+
+@dataclass(frozen=True)
+class Document:
+    """A document: where it came from and its sentences, in order."""
+
+    source: str  # file path, with "#part" for a piece of a long file
+    sentences: list[str]
+
+    @property
+    def held_out(self) -> bool:
+        """Whether this document belongs to the evaluation split (about 2 %, stable)."""
+        return zlib.crc32(self.source.encode()) % 50 == 0
+
+
+def corpus_files(path: str | Path) -> list[Path]:
+    """The text files of a corpus, sorted.
+
+    Raises:
+        CorpusError: the path does not exist or holds no text files.
+    """
+    root = Path(path).expanduser()
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        raise CorpusError(f"Corpus '{path}' does not exist. Pass a folder of text files or "
+                          f"one text file.")
+    files = sorted(p for p in root.rglob("*") if p.is_file()
+                   and p.suffix.lower() in CORPUS_SUFFIXES
+                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    if not files:
+        raise CorpusError(f"Corpus '{path}' holds no text files "
+                          f"({', '.join(sorted(CORPUS_SUFFIXES))}).")
+    return files
+
+
+def read_documents(path: str | Path, max_document_chars: int = 20_000,
+                   min_sentences: int = 2) -> Iterator[Document]:
+    """Stream the corpus as documents of sentences (documents with too few are dropped)."""
+    for file in corpus_files(path):
+        text = file.read_text(encoding="utf-8", errors="replace")
+        for part, piece in enumerate(_pieces(text, max_document_chars)):
+            sentences = split_sentences(piece)
+            if len(sentences) >= min_sentences:
+                source = str(file) if part == 0 else f"{file}#{part}"
+                yield Document(source, sentences)
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of a text: paragraph breaks always end one; otherwise `. ! ?` followed by
+    space and a capital or digit. Line breaks inside a paragraph are joined."""
+    out = []
+    for paragraph in re.split(r"\n\s*\n", text):
+        flat = " ".join(paragraph.split())
+        if flat:
+            out.extend(s.strip() for s in _SENTENCE_END.split(flat) if s.strip())
+    return out
+
+
+def _pieces(text: str, size: int) -> Iterator[str]:
+    start = 0
+    while start < len(text):
+        end = min(len(text), start + size)
+        if end < len(text):
+            cut = text.rfind("\n\n", start + size // 2, end)
+            end = cut if cut > start else end
+        yield text[start:end]
+        start = end
