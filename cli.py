@@ -197,6 +197,86 @@ def serve(index_dir, host, port, model, api_key, coherence_model, classifier, lo
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
 
 
+@main.command()
+@click.argument("corpus", type=click.Path())
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
+              help="Checkpoint folder (usable as --model afterwards).")
+@click.option("--steps", default=1000, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--grad-accum", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Micro-batches per optimiser step.")
+@click.option("--max-length", default=128, show_default=True, type=click.IntRange(16, 512))
+@click.option("--lr", default=5e-5, show_default=True, type=float)
+@click.option("--warmup", default=0.1, show_default=True, type=float,
+              help="Share of the steps spent warming up the learning rate.")
+@click.option("--from", "base_model", default="default", show_default=True,
+              help="Continue from this encoder ('default' or a model folder).")
+@click.option("--from-scratch", is_flag=True, help="Start from random weights instead.")
+@click.option("--hidden-size", default=256, show_default=True, help="With --from-scratch.")
+@click.option("--layers", default=4, show_default=True, help="With --from-scratch.")
+@click.option("--heads", default=4, show_default=True, help="With --from-scratch.")
+@click.option("--resume", is_flag=True, help="Continue the run saved in --out exactly.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--eval-every", default=200, show_default=True)
+@click.option("--save-every", default=500, show_default=True)
+@click.option("--device", default=None, help="cpu, cuda, ...; default: CUDA when present.")
+def pretrain(corpus, out, steps, batch_size, grad_accum, max_length, lr, warmup, base_model,
+             from_scratch, hidden_size, layers, heads, resume, seed, eval_every, save_every,
+             device):
+    """Pretrain BERT on CORPUS (a folder of text files) with MLM + next-sentence prediction.
+
+    Continues the packaged MiniLM by default (its MLM and NSP heads start fresh). The output
+    folder works anywhere a model is accepted, and its NSP head can score coherence.
+
+    \b
+    Example:
+      bertsearch pretrain ~/texts --out my-bert --steps 2000
+      bertsearch pretrain ~/texts --out tiny-bert --from-scratch --layers 2 --steps 500
+      bertsearch pretrain ~/texts --out my-bert --steps 4000 --resume
+    """
+    from embedder.pretrain import ModelSize, PretrainConfig
+    from embedder.pretrain import pretrain as run_pretraining
+
+    config = PretrainConfig(
+        corpus=corpus, out=out, base_model=None if from_scratch else base_model,
+        size=ModelSize(hidden_size, layers, heads, 4 * hidden_size), steps=steps,
+        batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, lr=lr,
+        warmup=warmup, seed=seed, eval_every=eval_every, save_every=save_every, device=device)
+    with _training_bar(steps) as bar:
+        result = run_pretraining(config, resume=resume, progress=bar.step, on_eval=bar.evaluated)
+    click.echo(f"Saved {result.out} after {result.steps} steps in {result.seconds:.0f}s.")
+    if result.evaluations:
+        last = result.evaluations[-1]
+        click.echo(f"Held-out: MLM accuracy {last.mlm_accuracy:.3f}, NSP accuracy "
+                   f"{last.nsp_accuracy:.3f} ({last.pairs} pairs).")
+
+
+class _training_bar:
+    """A tqdm bar over optimiser steps showing loss and accuracies; evaluations as lines."""
+
+    def __init__(self, total: int):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, unit="step", dynamic_ncols=True, file=sys.stderr,
+                        disable=not sys.stderr.isatty())
+
+    def __enter__(self):
+        return self
+
+    def step(self, metrics) -> None:
+        self.bar.n = metrics.step
+        self.bar.set_postfix(loss=f"{metrics.loss:.3f}", mlm_acc=f"{metrics.mlm_accuracy:.2f}",
+                             nsp_acc=f"{metrics.nsp_accuracy:.2f}", refresh=True)
+
+    def evaluated(self, metrics) -> None:
+        by_kind = ", ".join(f"{k} {v:.2f}" for k, v in metrics.nsp_accuracy_by_kind.items())
+        self.bar.write(f"step {metrics.step}: held-out MLM acc {metrics.mlm_accuracy:.3f}, "
+                       f"NSP acc {metrics.nsp_accuracy:.3f} ({by_kind})", file=sys.stderr)
+
+    def __exit__(self, *exc):
+        self.bar.close()
+
+
 def _shown_path(path: str) -> str:
     """A path relative to the working directory when it lies below it."""
     import os

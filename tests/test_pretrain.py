@@ -165,3 +165,22 @@ def test_collate_pads_and_labels_in_hf_convention(encoder):
                                            [101, 5, 102, 8, 9, 10, 102]]
     assert batch["token_type_ids"].tolist() == [[0, 0, 0, 0, 1, 1, 0], [0, 0, 0, 1, 1, 1, 1]]
     assert batch["next_sentence_label"].tolist() == [0, 1]
+
+
+def test_cli_pretrain_and_resume(toy_corpus, tmp_path):
+    from click.testing import CliRunner
+
+    from cli import main
+
+    out = tmp_path / "cli-out"
+    args = ["pretrain", str(toy_corpus), "--out", str(out), "--from-scratch", "--hidden-size",
+            "32", "--layers", "2", "--heads", "2", "--batch-size", "4", "--max-length", "32",
+            "--save-every", "2"]
+    result = CliRunner().invoke(main, args + ["--steps", "2"])
+    assert result.exit_code == 0, result.output
+    assert f"Saved {out} after 2 steps" in result.output
+    result = CliRunner().invoke(main, args + ["--steps", "3", "--resume"])
+    assert result.exit_code == 0 and "after 3 steps" in result.output
+    bad = CliRunner().invoke(main, ["pretrain", str(tmp_path / "nope"), "--out", str(out)])
+    assert bad.exit_code == 1 and bad.output.startswith("Error: Corpus")
+    assert bad.output.count("\n") == 1
