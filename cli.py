@@ -140,7 +140,9 @@ def index(folder, index_dir, model, include, exclude, rebuild, chunk_tokens, ove
 @click.option("-k", "--top", "k", default=10, show_default=True, type=click.IntRange(1, 1000),
               help="How many passages to show.")
 @click.option("--json", "as_json", is_flag=True, help="Print the hits as a JSON array.")
-def query(text, index_dir, k, as_json):
+@click.option("--coherence", "with_coherence", is_flag=True,
+              help="Also score how the hits follow one another (NSP) and suggest an order.")
+def query(text, index_dir, k, as_json, with_coherence):
     """Show the indexed passages most similar to TEXT.
 
     \b
@@ -151,8 +153,20 @@ def query(text, index_dir, k, as_json):
 
     with Index.open(index_dir) as index:
         hits = index.search(text, k)
+    chain = order = None
+    if with_coherence and len(hits) >= 2:
+        from indexer.coherence import coherence_scorer_for
+
+        scorer = coherence_scorer_for(index_dir)
+        texts = [h.text for h in hits]
+        chain = scorer.chain_coherence(texts)
+        order = scorer.coherent_order(texts[:12])
     if as_json:
-        click.echo(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
+        payload = [h.to_dict() for h in hits]
+        if with_coherence:
+            payload = {"hits": payload, "coherence": chain and chain.__dict__,
+                       "reading_order": order and order.__dict__}
+        click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
         return
     if not hits:
         click.echo("No passages in the index.")
@@ -160,6 +174,13 @@ def query(text, index_dir, k, as_json):
         click.echo(f"{rank:>2}. {hit.score:.3f}  {_shown_path(hit.file)}:"
                    f"{hit.line_start}-{hit.line_end}")
         click.echo(f"    {_snippet(hit.text)}")
+    if chain:
+        click.echo(f"\nCoherence of consecutive hits (P(next)): "
+                   f"{' '.join(f'{s:.2f}' for s in chain.pair_scores)}")
+        click.echo(f"  mean {chain.mean:.2f}; weakest link {chain.weakest_link + 1}->"
+                   f"{chain.weakest_link + 2} ({chain.weakest_score:.2f})")
+        click.echo(f"Suggested reading order: {', '.join(str(i + 1) for i in order.order)} "
+                   f"(mean P(next) {order.mean:.2f})")
 
 
 @main.command()
@@ -198,9 +219,19 @@ def serve(index_dir, host, port, model, api_key, coherence_model, classifier, lo
 
 
 @main.command()
-@click.argument("corpus", type=click.Path())
+@click.argument("corpus", nargs=-1, required=True, type=click.Path())
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
               help="Checkpoint folder (usable as --model afterwards).")
+@click.option("--objective", type=click.Choice(["mlm+nsp", "nsp"]), default="mlm+nsp",
+              show_default=True, help="Train both heads, or next-sentence prediction only.")
+@click.option("--negatives", type=click.Choice(["random", "hard"]), default="random",
+              show_default=True, help="NotNext pairs: other documents only (BERT), or also "
+                                      "same-document and swapped pairs (for coherence).")
+@click.option("--trim", type=click.Choice(["random", "continuation"]), default="random",
+              show_default=True, help="Trim long pairs at random ends (BERT), or keep the "
+                                      "end of A and the start of B (coherence).")
+@click.option("--freeze-layers", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Freeze the embeddings and this many bottom layers.")
 @click.option("--steps", default=1000, show_default=True, type=click.IntRange(min=1))
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--grad-accum", default=1, show_default=True, type=click.IntRange(min=1),
@@ -220,10 +251,10 @@ def serve(index_dir, host, port, model, api_key, coherence_model, classifier, lo
 @click.option("--eval-every", default=200, show_default=True)
 @click.option("--save-every", default=500, show_default=True)
 @click.option("--device", default=None, help="cpu, cuda, ...; default: CUDA when present.")
-def pretrain(corpus, out, steps, batch_size, grad_accum, max_length, lr, warmup, base_model,
-             from_scratch, hidden_size, layers, heads, resume, seed, eval_every, save_every,
-             device):
-    """Pretrain BERT on CORPUS (a folder of text files) with MLM + next-sentence prediction.
+def pretrain(corpus, out, objective, negatives, trim, freeze_layers, steps, batch_size,
+             grad_accum, max_length, lr, warmup, base_model, from_scratch, hidden_size, layers,
+             heads, resume, seed, eval_every, save_every, device):
+    """Pretrain BERT on CORPUS (folders of text files) with MLM + next-sentence prediction.
 
     Continues the packaged MiniLM by default (its MLM and NSP heads start fresh). The output
     folder works anywhere a model is accepted, and its NSP head can score coherence.
@@ -234,11 +265,14 @@ def pretrain(corpus, out, steps, batch_size, grad_accum, max_length, lr, warmup,
       bertsearch pretrain ~/texts --out tiny-bert --from-scratch --layers 2 --steps 500
       bertsearch pretrain ~/texts --out my-bert --steps 4000 --resume
     """
+    from embedder.pairs import HARD_NEGATIVES, NegativeMix
     from embedder.pretrain import ModelSize, PretrainConfig
     from embedder.pretrain import pretrain as run_pretraining
 
     config = PretrainConfig(
-        corpus=corpus, out=out, base_model=None if from_scratch else base_model,
+        corpus=list(corpus), out=out, mlm=objective == "mlm+nsp", trim=trim,
+        negatives=HARD_NEGATIVES if negatives == "hard" else NegativeMix(),
+        freeze_layers=freeze_layers, base_model=None if from_scratch else base_model,
         size=ModelSize(hidden_size, layers, heads, 4 * hidden_size), steps=steps,
         batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, lr=lr,
         warmup=warmup, seed=seed, eval_every=eval_every, save_every=save_every, device=device)
@@ -268,6 +302,10 @@ class _training_bar:
         self.bar.set_postfix(loss=f"{metrics.loss:.3f}", mlm_acc=f"{metrics.mlm_accuracy:.2f}",
                              nsp_acc=f"{metrics.nsp_accuracy:.2f}", refresh=True)
 
+    def plain_step(self, step: int, steps: int, loss: float) -> None:
+        self.bar.n = step
+        self.bar.set_postfix(loss=f"{loss:.3f}", refresh=True)
+
     def evaluated(self, metrics) -> None:
         by_kind = ", ".join(f"{k} {v:.2f}" for k, v in metrics.nsp_accuracy_by_kind.items())
         self.bar.write(f"step {metrics.step}: held-out MLM acc {metrics.mlm_accuracy:.3f}, "
@@ -275,6 +313,97 @@ class _training_bar:
 
     def __exit__(self, *exc):
         self.bar.close()
+
+
+class DefaultCommandGroup(click.Group):
+    """A group whose first argument, when it is not a subcommand, goes to `default_command`:
+    `bertsearch coherence A B` scores, `bertsearch coherence train ...` trains."""
+
+    default_command = "score"
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+@main.group(cls=DefaultCommandGroup)
+def coherence():
+    """Score how plausibly passages follow one another (next-sentence prediction).
+
+    \b
+    Example:
+      bertsearch coherence "My dog is cute." "He likes playing."
+      bertsearch coherence --file passages.txt      # passages separated by blank lines
+      bertsearch coherence train --index my-index   # adapt the model to an index
+    """
+
+
+@coherence.command("score")
+@click.argument("texts", nargs=-1)
+@click.option("--file", "path", type=click.File(encoding="utf-8"),
+              help="Read passages from a file, separated by blank lines (- for stdin).")
+@click.option("--model", "-m", default=None, envvar="BERTSEARCH_COHERENCE_MODEL",
+              help="An NSP model folder; default: the packaged coherence model.")
+@click.option("--index", "-i", "index_dir", default=None,
+              help="Use this index's adapted coherence model, if it has one.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def coherence_score(texts, path, model, index_dir, as_json):
+    """Print P(next) for each consecutive pair of TEXTS, and a suggested reading order.
+
+    \b
+    Example:
+      bertsearch coherence "My dog is cute." "He likes playing." "He likes studying medicine."
+    """
+    from indexer.coherence import coherence_scorer_for
+
+    passages = list(texts)
+    if path is not None:
+        passages += [p.strip() for p in path.read().split("\n\n") if p.strip()]
+    if len(passages) < 2:
+        raise click.ClickException("Give at least two passages (as arguments or --file).")
+    scorer = coherence_scorer_for(index_dir, model)
+    chain = scorer.chain_coherence(passages)
+    order = scorer.coherent_order(passages) if len(passages) <= 12 else None
+    if as_json:
+        click.echo(json.dumps({"coherence": chain.__dict__,
+                               "reading_order": order and order.__dict__}, indent=2))
+        return
+    for i, score in enumerate(chain.pair_scores):
+        click.echo(f"{i + 1} -> {i + 2}: P(next) = {score:.3f}")
+    click.echo(f"mean {chain.mean:.3f}; weakest link {chain.weakest_link + 1} -> "
+               f"{chain.weakest_link + 2}")
+    if order:
+        click.echo(f"suggested order: {', '.join(str(i + 1) for i in order.order)} "
+                   f"(mean P(next) {order.mean:.3f})")
+
+
+@coherence.command("train")
+@index_option
+@click.option("--steps", default=300, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--lr", default=5e-5, show_default=True, type=float)
+@click.option("--seed", default=0, show_default=True)
+def coherence_train(index_dir, steps, batch_size, lr, seed):
+    """Adapt the coherence model to the documents of an index, and keep it with the index.
+
+    Adjacent passages are positives; other documents' passages, non-adjacent and swapped
+    pairs are negatives. Held-out documents are scored before and after.
+
+    \b
+    Example:
+      bertsearch coherence train --index my-index --steps 300
+    """
+    from indexer.coherence import train_index_coherence
+
+    with _training_bar(steps) as bar:
+        result = train_index_coherence(index_dir, steps=steps, batch_size=batch_size, lr=lr,
+                                       seed=seed, progress=bar.plain_step)
+    click.echo(f"Adapted on {result.train_pairs} pairs in {result.seconds:.0f}s; saved to "
+               f"{result.out}.")
+    for kind in result.after:
+        click.echo(f"  held-out accuracy, {kind}: {result.before.get(kind, 0):.3f} -> "
+                   f"{result.after[kind]:.3f}")
 
 
 def _shown_path(path: str) -> str:

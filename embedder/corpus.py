@@ -38,12 +38,16 @@ class Document:
         return zlib.crc32(self.source.encode()) % 50 == 0
 
 
-def corpus_files(path: str | Path) -> list[Path]:
-    """The text files of a corpus, sorted.
+def corpus_files(path: str | Path | list) -> list[Path]:
+    """The text files of a corpus (one or several folders or files), sorted.
 
     Raises:
-        CorpusError: the path does not exist or holds no text files.
+        CorpusError: a path does not exist or holds no text files.
     """
+    if isinstance(path, (list, tuple)):
+        if not path:
+            raise CorpusError("No corpus given: pass at least one folder or text file.")
+        return [f for p in path for f in corpus_files(p)]
     root = Path(path).expanduser()
     if root.is_file():
         return [root]
@@ -59,10 +63,17 @@ def corpus_files(path: str | Path) -> list[Path]:
     return files
 
 
-def read_documents(path: str | Path, max_document_chars: int = 20_000,
-                   min_sentences: int = 2) -> Iterator[Document]:
-    """Stream the corpus as documents of sentences (documents with too few are dropped)."""
-    for file in corpus_files(path):
+def read_documents(path: str | Path | list, max_document_chars: int = 20_000,
+                   min_sentences: int = 2, rng=None) -> Iterator[Document]:
+    """Stream the corpus as documents of sentences (documents with too few are dropped).
+
+    With `rng` (a `random.Random`) the files come in a shuffled order, so a corpus made of
+    several sources is mixed rather than read one source after another.
+    """
+    files = corpus_files(path)
+    if rng is not None:
+        rng.shuffle(files)
+    for file in files:
         text = file.read_text(encoding="utf-8", errors="replace")
         for part, piece in enumerate(_pieces(text, max_document_chars)):
             sentences = split_sentences(piece)

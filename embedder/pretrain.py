@@ -58,7 +58,7 @@ class ModelSize:
 class PretrainConfig:
     """Everything a pretraining run depends on (saved with the checkpoint)."""
 
-    corpus: str
+    corpus: str | list[str]  # one or several folders or text files
     out: str
     base_model: str | None = "default"  # None: from scratch with `size`
     size: ModelSize = field(default_factory=ModelSize)
@@ -223,7 +223,8 @@ class PairStream:
                               short_seq_prob=config.short_seq_prob,
                               negatives=config.negatives, trim=config.trim)
         held_out = self.split == "eval"
-        documents = (d for d in read_documents(config.corpus) if d.held_out == held_out)
+        documents = (d for d in read_documents(config.corpus, rng=random.Random(rng.random()))
+                     if d.held_out == held_out)
         buffer: list[NspPair] = []
         for pair in builder.pairs(documents):
             if len(buffer) < config.shuffle_buffer:

@@ -71,15 +71,14 @@ class Services:
             return False
 
     def coherence(self):
-        """The coherence scorer, loaded on first use (search alone never pays for it)."""
+        """The coherence scorer, loaded on first use (search alone never pays for it): the
+        one named in the settings, else the index's adapted model, else the default."""
         with self._lock:
             if self._coherence is None:
-                try:
-                    from embedder.coherence import CoherenceScorer
-                except ImportError as exc:
-                    raise FeatureUnavailableError(
-                        "Coherence scoring is not available in this build.") from exc
-                self._coherence = CoherenceScorer.load(self.settings.coherence_model)
+                from indexer.coherence import coherence_scorer_for
+
+                self._coherence = coherence_scorer_for(self.settings.index_dir,
+                                                       self.settings.coherence_model)
             return self._coherence
 
     def classifier(self):

@@ -1,0 +1,323 @@
+"""Coherence: how plausibly one passage follows another, from a next-sentence-prediction head.
+
+`CoherenceScorer.load()` gives the packaged default (all-MiniLM-L6-v2 with its top layers,
+pooler and NSP head trained by this project on prose and technical docs, shipped as a small
+fp16 delta over the packaged encoder), or any folder with an NSP head (a `bertsearch
+pretrain` output). Scores are P(B follows A) in [0, 1].
+
+A pair is trimmed longest-first to the model's limit keeping the *end* of A and the *start*
+of B, where the evidence of continuity is.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .errors import InvalidInputError, ModelLoadError
+from .inputs import SpecialTokens, pack_inputs, truncate_for_continuation
+from .loading import pick_device, quiet_hf_loading
+from .models import DEFAULT_MODEL, is_packaged_alias, resolve_model_path, weights_fingerprint
+
+PACKAGED_COHERENCE = Path(__file__).parent / "coherence_model"
+DELTA_FILE = "delta.safetensors"
+INFO_FILE = "info.json"
+MAX_ORDER_PASSAGES = 12  # reading order is exact (Held-Karp) up to this many passages
+
+
+@dataclass
+class Chain:
+    """Coherence of passages in the order given."""
+
+    pair_scores: list[float]  # P(passage i+1 follows passage i)
+    mean: float
+    weakest_link: int | None  # i of the least plausible step i -> i+1
+    weakest_score: float | None
+
+
+@dataclass
+class Order:
+    """The most plausible reading order and the scores along it."""
+
+    order: list[int]
+    pair_scores: list[float]
+    mean: float
+
+
+class CoherenceScorer:
+    """Scores P(B follows A) with a BERT next-sentence-prediction head."""
+
+    def __init__(self, model, tokenizer, *, name: str, max_length: int = 128,
+                 device: str = "cpu"):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.special = SpecialTokens.of(tokenizer)
+        self.name = name
+        self.max_length = max_length
+        self.device = device
+
+    @classmethod
+    def load(cls, model: str | os.PathLike | None = None, *, device: str | None = None,
+             max_length: int | None = None) -> "CoherenceScorer":
+        """The packaged default (`None` / `default`) or a folder with an NSP head.
+
+        Raises:
+            ModelNotFoundError: no such folder.
+            ModelLoadError: the folder's model has no trained NSP head.
+        """
+        device = pick_device(device)
+        if model is None or is_packaged_alias(model):
+            net, tokenizer, info = load_delta(PACKAGED_COHERENCE)
+            limit, name = info.get("max_length", 128), "bertsearch-coherence-minilm"
+        elif (Path(model) / DELTA_FILE).is_file():
+            net, tokenizer, info = load_delta(Path(model))
+            limit, name = info.get("max_length", 128), str(model)
+        else:
+            net, tokenizer = _load_folder(resolve_model_path(model))
+            limit, name = 128, str(model)
+        return cls(net.to(device), tokenizer, name=name, max_length=max_length or limit,
+                   device=device)
+
+    def scores(self, pairs: Sequence[tuple[str, str]], batch_size: int = 32) -> np.ndarray:
+        """P(B follows A) for each (A, B) pair, float64 in [0, 1], in input order."""
+        import torch
+
+        pairs = _check_pairs(pairs)
+        if not pairs:
+            return np.zeros(0)
+        texts = sorted({t for pair in pairs for t in pair})
+        ids = dict(zip(texts, self.tokenizer(texts, add_special_tokens=False,
+                                             verbose=False)["input_ids"]))
+        packed = []
+        for a, b in pairs:
+            ids_a, ids_b, _ = truncate_for_continuation(ids[a], ids[b], self.max_length - 3)
+            packed.append(pack_inputs(ids_a, ids_b, self.special, self.max_length))
+        order = sorted(range(len(packed)), key=lambda i: -len(packed[i]))
+        out = np.zeros(len(packed))
+        from .encoder import collate
+
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            batch = collate([packed[i] for i in chunk], max(len(packed[i]) for i in chunk),
+                            self.special.pad, self.device)
+            with torch.inference_mode():
+                pooled = self.model.bert(**batch).pooler_output
+                logits = self.model.cls.seq_relationship(pooled).float()
+            # Hugging Face's NSP label 0 means "B follows A"
+            out[chunk] = torch.softmax(logits, dim=-1)[:, 0].cpu().numpy()
+        return out
+
+    def score_matrix(self, passages: Sequence[str]) -> np.ndarray:
+        """`m[i, j]` = P(passage j follows passage i); the diagonal is NaN."""
+        passages = _check_passages(passages, minimum=1)
+        k = len(passages)
+        cells = [(i, j) for i in range(k) for j in range(k) if i != j]
+        scores = self.scores([(passages[i], passages[j]) for i, j in cells])
+        matrix = np.full((k, k), np.nan)
+        for (i, j), s in zip(cells, scores):
+            matrix[i, j] = s
+        return matrix
+
+    def chain_coherence(self, passages: Sequence[str]) -> Chain:
+        """Scores of each consecutive pair, their mean and the weakest link."""
+        passages = _check_passages(passages, minimum=2)
+        scores = self.scores(list(zip(passages, passages[1:]))).tolist()
+        weakest = int(np.argmin(scores))
+        return Chain(scores, float(np.mean(scores)), weakest, scores[weakest])
+
+    def coherent_order(self, passages: Sequence[str]) -> Order:
+        """The order in which each passage most plausibly follows the last.
+
+        Maximises the product of P(next) along the path over the k x k score matrix:
+        exactly (Held-Karp dynamic programming) for up to 12 passages.
+        """
+        passages = _check_passages(passages, minimum=1)
+        if len(passages) > MAX_ORDER_PASSAGES:
+            raise InvalidInputError(
+                f"Reading order is computed for at most {MAX_ORDER_PASSAGES} passages (it "
+                f"scores every ordered pair); got {len(passages)}.")
+        if len(passages) == 1:
+            return Order([0], [], 1.0)
+        matrix = self.score_matrix(passages)
+        order = best_path(np.log(np.clip(matrix, 1e-9, 1.0)))
+        steps = [float(matrix[a, b]) for a, b in zip(order, order[1:])]
+        return Order(order, steps, float(np.mean(steps)))
+
+
+def best_path(weights: np.ndarray) -> list[int]:
+    """The Hamiltonian path with the largest sum of `weights[a, b]` (Held-Karp, O(2^k k^2))."""
+    k = len(weights)
+    best: dict[tuple[int, int], tuple[float, int]] = {}
+    for i in range(k):
+        best[(1 << i, i)] = (0.0, -1)
+    for size in range(2, k + 1):
+        for subset in itertools.combinations(range(k), size):
+            mask = sum(1 << i for i in subset)
+            for last in subset:
+                rest = mask ^ (1 << last)
+                best[(mask, last)] = max(
+                    (best[(rest, prev)][0] + weights[prev, last], prev)
+                    for prev in subset if prev != last)
+    full = (1 << k) - 1
+    last = max(range(k), key=lambda i: best[(full, i)][0])
+    path, mask = [], full
+    while last != -1:
+        path.append(last)
+        last, mask = best[(mask, last)][1], mask ^ (1 << last)
+    return path[::-1]
+
+
+# -- module-level conveniences over the default scorer -------------------------------------
+
+@functools.lru_cache(maxsize=1)
+def default_scorer() -> CoherenceScorer:
+    """The packaged coherence model, loaded once per process on first use."""
+    return CoherenceScorer.load()
+
+
+def coherence_scores(pairs: Sequence[tuple[str, str]],
+                     scorer: CoherenceScorer | None = None) -> np.ndarray:
+    """P(B follows A) for each (A, B) pair, in [0, 1]."""
+    return (scorer or default_scorer()).scores(pairs)
+
+
+def chain_coherence(passages: Sequence[str], scorer: CoherenceScorer | None = None) -> Chain:
+    """Consecutive-pair scores of passages, their mean and the weakest link."""
+    return (scorer or default_scorer()).chain_coherence(passages)
+
+
+def coherent_order(passages: Sequence[str], scorer: CoherenceScorer | None = None) -> Order:
+    """The most plausible reading order of passages."""
+    return (scorer or default_scorer()).coherent_order(passages)
+
+
+# -- loading and packaging ------------------------------------------------------------------
+
+def _load_folder(path: Path):
+    import torch
+    from transformers import AutoTokenizer, BertForPreTraining
+
+    try:
+        with quiet_hf_loading():
+            tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+            model, info = BertForPreTraining.from_pretrained(
+                str(path), local_files_only=True, dtype=torch.float32, output_loading_info=True)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(f"Could not load a BERT model from '{path}': {exc}") from exc
+    if any(key.startswith("cls.seq_relationship") for key in info.get("missing_keys", [])):
+        raise ModelLoadError(
+            f"'{path}' has no trained next-sentence-prediction head. Train one with "
+            f"`bertsearch pretrain CORPUS --out DIR`, or use the default coherence model.")
+    return model, tokenizer
+
+
+def load_delta(folder: Path):
+    """The default encoder with a saved delta (top layers, pooler, NSP head) applied."""
+    import torch
+    from safetensors.torch import load_file
+
+    if not (folder / DELTA_FILE).is_file():
+        raise ModelLoadError(f"No coherence model in '{folder}' (no {DELTA_FILE}).")
+    base, tokenizer = _load_base()
+    info = json.loads((folder / INFO_FILE).read_text())
+    if weights_fingerprint(base.bert) != info["base_fingerprint"]:
+        raise ModelLoadError(
+            f"The coherence model in '{folder}' was trained over another version of the "
+            f"default encoder; reinstall bertsearch or retrain it.")
+    delta = load_file(str(folder / DELTA_FILE))
+    state = base.state_dict()
+    unknown = set(delta) - set(state)
+    if unknown:
+        raise ModelLoadError(f"The packaged coherence model has unexpected tensors: "
+                             f"{sorted(unknown)[:3]}")
+    with torch.no_grad():
+        for name, tensor in delta.items():
+            state[name].copy_(tensor.to(torch.float32))
+    return base, tokenizer, info
+
+
+def _load_base():
+    import torch
+    from transformers import AutoTokenizer, BertForPreTraining
+
+    path = resolve_model_path(DEFAULT_MODEL)
+    with quiet_hf_loading():
+        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        model = BertForPreTraining.from_pretrained(str(path), local_files_only=True,
+                                                   dtype=torch.float32)
+    return model, tokenizer
+
+
+def export_delta(checkpoint: str | os.PathLike, out: str | os.PathLike, layers: list[int],
+                 extra: dict | None = None) -> Path:
+    """Save the parts of an NSP checkpoint folder that differ from the default encoder as a
+    small fp16 delta (see `save_delta`). This is how the packaged default stays a few MB."""
+    model, _ = _load_folder(resolve_model_path(checkpoint))
+    return save_delta(model, out, layers, extra)
+
+
+def save_delta(model, out: str | os.PathLike, layers: list[int],
+               extra: dict | None = None, max_length: int = 128) -> Path:
+    """Write the given top `layers`, the pooler and the NSP head of `model` as fp16, with an
+    `info.json` naming the base encoder they go over.
+
+    Raises:
+        ModelLoadError: the model changed tensors outside those parts, so a delta would
+            silently lose training.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    base, _ = _load_base()
+    base_state = base.state_dict()
+    prefixes = tuple(f"bert.encoder.layer.{i}." for i in layers) + (
+        "bert.pooler.", "cls.seq_relationship.")
+    state = model.state_dict()
+    delta = {name: tensor.detach().to("cpu", torch.float16).contiguous()
+             for name, tensor in state.items() if name.startswith(prefixes)}
+    changed = [name for name, tensor in state.items()
+               if not name.startswith(prefixes) and name.startswith("bert.")
+               and not torch.equal(tensor.detach().cpu(), base_state[name])]
+    if changed:
+        raise ModelLoadError(f"The model changed tensors outside the exported layers "
+                             f"(e.g. {changed[0]}); export the layers that were trained.")
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(delta, str(folder / DELTA_FILE))
+    info = {"base_fingerprint": weights_fingerprint(base.bert), "layers": layers,
+            "max_length": max_length, "tensors": len(delta), **(extra or {})}
+    (folder / INFO_FILE).write_text(json.dumps(info, indent=2))
+    return folder
+
+
+def _check_pairs(pairs) -> list[tuple[str, str]]:
+    out = []
+    for i, pair in enumerate(pairs):
+        if (not isinstance(pair, (tuple, list)) or len(pair) != 2
+                or not all(isinstance(t, str) for t in pair)):
+            raise InvalidInputError(f"Pair {i} must be two strings (A, B).")
+        if not pair[0].strip() or not pair[1].strip():
+            raise InvalidInputError(f"Pair {i} has an empty passage.")
+        out.append((pair[0], pair[1]))
+    return out
+
+
+def _check_passages(passages, minimum: int) -> list[str]:
+    if isinstance(passages, str):
+        raise InvalidInputError("Pass a list of passages, not a single string.")
+    passages = list(passages)
+    if len(passages) < minimum:
+        raise InvalidInputError(f"Give at least {minimum} passages; got {len(passages)}.")
+    for i, passage in enumerate(passages):
+        if not isinstance(passage, str) or not passage.strip():
+            raise InvalidInputError(f"Passage {i} must be a non-empty string.")
+    return passages
+
+

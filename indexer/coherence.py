@@ -1,0 +1,117 @@
+"""Labelled passage pairs from an index, for adapting the coherence model to its documents.
+
+Consecutive passages of a document are the positives — with the overlap the chunker gave
+them removed, or B would simply repeat the end of A. Negatives, in equal shares: a passage
+of another document, a passage of the same document that is not next, and a true pair in
+swapped order. Whole documents are held out (about 10 %) to measure before and after.
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+from pathlib import Path
+
+from embedder.coherence_training import TextPair
+from embedder.pairs import IS_NEXT, NOT_NEXT
+
+from .store import PassageRow, Store
+
+
+def coherence_pairs(store: Store, *, held_out_share: float = 0.1, seed: int = 0,
+                    max_pairs: int = 20_000) -> tuple[list[TextPair], list[TextPair]]:
+    """(training pairs, held-out pairs) from every document with two or more passages."""
+    rng = random.Random(seed)
+    documents = [store.document_passages(doc_id) for doc_id, _, _ in store.iter_documents()]
+    documents = [d for d in documents if len(d) >= 2]
+    train, held_out = [], []
+    for index, passages in enumerate(documents):
+        held = zlib.crc32(f"{passages[0].root}/{passages[0].path}".encode()) % 100 < \
+            held_out_share * 100
+        target = held_out if held else train
+        for i in range(len(passages) - 1):
+            a, b = passages[i].text, _without_overlap(passages[i], passages[i + 1])
+            if not b.strip():
+                continue
+            target.append(TextPair(a, b, IS_NEXT, "next"))
+            target.append(_negative(rng, documents, index, i, a, b))
+    rng.shuffle(train)
+    return train[:max_pairs], held_out[:max_pairs // 4]
+
+
+def _negative(rng, documents, index, i, a, b) -> TextPair:
+    kind = rng.choice(["random", "same_document", "swapped"])
+    passages = documents[index]
+    far = [j for j in range(len(passages)) if abs(j - (i + 1)) >= 2 and j != i]
+    if kind == "same_document" and far:
+        return TextPair(a, passages[rng.choice(far)].text, NOT_NEXT, "same_document")
+    if kind == "swapped":
+        return TextPair(b, a, NOT_NEXT, "swapped")
+    others = [k for k in range(len(documents)) if k != index]
+    if not others:
+        return TextPair(b, a, NOT_NEXT, "swapped")
+    other = documents[rng.choice(others)]
+    return TextPair(a, rng.choice(other).text, NOT_NEXT, "random")
+
+
+def _without_overlap(first: PassageRow, second: PassageRow) -> str:
+    """The part of `second` after the end of `first` (passages overlap by a few tokens)."""
+    if second.start < first.end:
+        return second.text[first.end - second.start:].lstrip()
+    return second.text
+
+
+COHERENCE_DIR = "coherence"
+
+
+def coherence_model_dir(index_dir) -> Path | None:
+    """The index's own adapted coherence model, if `train_index_coherence` made one."""
+    from embedder.coherence import DELTA_FILE
+
+    folder = Path(index_dir).expanduser() / COHERENCE_DIR
+    return folder if (folder / DELTA_FILE).is_file() else None
+
+
+def train_index_coherence(index_dir, *, steps: int = 300, batch_size: int = 16,
+                          lr: float = 5e-5, seed: int = 0, progress=None):
+    """Adapt the coherence model to an index's documents and store it with the index.
+
+    Starts from the index's current coherence model (or the packaged default), trains on
+    pairs from the index's passages and saves to `INDEX/coherence/`, which search and the
+    server then use. Returns the `CoherenceTrainingResult` (held-out accuracy before/after).
+
+    Raises:
+        IndexNotFoundError: no index there.
+        InvalidInputError: too few multi-passage documents to learn from.
+    """
+    from embedder.coherence_training import train_coherence
+    from embedder.errors import InvalidInputError
+
+    from .errors import IndexNotFoundError
+    from .store import DB_NAME
+
+    folder = Path(index_dir).expanduser()
+    if not (folder / DB_NAME).is_file():
+        raise IndexNotFoundError(f"No index at '{folder}'.")
+    store = Store.open(folder)
+    try:
+        train, held_out = coherence_pairs(store, seed=seed)
+    finally:
+        store.close()
+    if len(train) < 8 or not held_out:
+        raise InvalidInputError(
+            f"The index at '{folder}' has too few documents with two or more passages to "
+            f"learn coherence from ({len(train)} training pairs, {len(held_out)} held out).")
+    return train_coherence(train, held_out, folder / COHERENCE_DIR,
+                           base=coherence_model_dir(folder), steps=steps,
+                           batch_size=batch_size, lr=lr, seed=seed, progress=progress)
+
+
+def coherence_scorer_for(index_dir=None, model=None):
+    """The coherence scorer to use: `model` if named, else the index's adapted model if it
+    has one, else the packaged default."""
+    from embedder.coherence import CoherenceScorer
+
+    if model is None and index_dir is not None:
+        model = coherence_model_dir(index_dir)
+    return CoherenceScorer.load(model)

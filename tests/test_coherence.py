@@ -1,0 +1,156 @@
+"""Coherence scoring: the scorer's contract, reading order, packaging, and the real default
+model on held-out text."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from embedder import InvalidInputError, ModelLoadError
+from embedder.coherence import (
+    CoherenceScorer,
+    _load_base,
+    best_path,
+    chain_coherence,
+    coherence_scores,
+    coherent_order,
+    save_delta,
+)
+from embedder.inputs import truncate_for_continuation
+
+STORY = ["My dog is cute.", "He likes playing.", "Every morning we walk to the park.",
+         "There he chases the ducks until he is tired."]
+
+
+@pytest.fixture(scope="module")
+def tiny_scorer(tiny_model_dir):
+    return CoherenceScorer.load(tiny_model_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def default_scorer():
+    return CoherenceScorer.load(device="cpu")
+
+
+def test_scores_are_probabilities_deterministic_and_batch_independent(tiny_scorer):
+    pairs = list(itertools.permutations(STORY, 2))
+    scores = tiny_scorer.scores(pairs, batch_size=5)
+    assert scores.shape == (12,) and ((0 <= scores) & (scores <= 1)).all()
+    assert np.array_equal(scores, tiny_scorer.scores(pairs, batch_size=5))
+    single = np.array([tiny_scorer.scores([p])[0] for p in pairs])
+    assert np.allclose(scores, single, atol=1e-6)
+    assert np.allclose(tiny_scorer.scores(pairs[::-1]), scores[::-1], atol=1e-6)
+
+
+def test_long_pairs_keep_the_end_of_a_and_the_start_of_b(tiny_scorer):
+    head = " ".join(f"alpha{i}" for i in range(200))
+    a, b = head + " the end of a", "the start of b " + " ".join(["omega"] * 200)
+    tok = tiny_scorer.tokenizer
+    ids_a, ids_b, removed = truncate_for_continuation(
+        tok(a, add_special_tokens=False)["input_ids"],
+        tok(b, add_special_tokens=False)["input_ids"], tiny_scorer.max_length - 3)
+    assert removed > 0 and tok.decode(ids_a).endswith("the end of a")
+    assert tok.decode(ids_b).startswith("the start of b")
+    kept = tiny_scorer.scores([(tok.decode(ids_a), tok.decode(ids_b))])
+    assert np.allclose(tiny_scorer.scores([(a, b)]), kept, atol=1e-5)
+
+
+def test_chain_and_order(tiny_scorer):
+    chain = tiny_scorer.chain_coherence(STORY)
+    pairs = tiny_scorer.scores(list(zip(STORY, STORY[1:])))
+    assert np.allclose(chain.pair_scores, pairs)
+    assert chain.weakest_link == int(np.argmin(pairs)) and chain.mean == pytest.approx(pairs.mean())
+    order = tiny_scorer.coherent_order(STORY)
+    assert sorted(order.order) == [0, 1, 2, 3] and len(order.pair_scores) == 3
+    matrix = tiny_scorer.score_matrix(STORY)
+    best = max(itertools.permutations(range(4)),
+               key=lambda p: sum(np.log(matrix[a, b]) for a, b in zip(p, p[1:])))
+    assert order.order == list(best)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_best_path_is_the_brute_force_optimum(seed):
+    weights = np.random.default_rng(seed).normal(size=(6, 6))
+    brute = max(itertools.permutations(range(6)),
+                key=lambda p: sum(weights[a, b] for a, b in zip(p, p[1:])))
+    assert best_path(weights) == list(brute)
+
+
+@pytest.mark.parametrize("call, args, message", [
+    ("scores", [[("a", "")]], "empty passage"),
+    ("scores", [["ab"]], "two strings"),
+    ("chain_coherence", [["only one"]], "at least 2"),
+    ("chain_coherence", ["a string"], "not a single string"),
+    ("coherent_order", [[f"p{i}" for i in range(13)]], "at most 12"),
+])
+def test_bad_input(tiny_scorer, call, args, message):
+    with pytest.raises(InvalidInputError, match=message):
+        getattr(tiny_scorer, call)(*args)
+
+
+def test_a_model_without_an_nsp_head_is_refused(encoder, tmp_path):
+    encoder.model.save_pretrained(tmp_path)
+    encoder.tokenizer.save_pretrained(tmp_path)
+    with pytest.raises(ModelLoadError, match="no trained next-sentence-prediction head"):
+        CoherenceScorer.load(tmp_path)
+
+
+def test_delta_round_trip(tmp_path):
+    model, tokenizer = _load_base()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        model.cls.seq_relationship.weight.normal_()
+        model.bert.encoder.layer[5].output.dense.bias.add_(0.01)
+    folder = save_delta(model, tmp_path / "delta", layers=[5])
+    loaded = CoherenceScorer.load(folder)
+    in_memory = CoherenceScorer(model, tokenizer, name="mem")
+    pairs = list(zip(STORY, STORY[1:]))
+    assert np.allclose(loaded.scores(pairs), in_memory.scores(pairs), atol=2e-3)  # fp16
+    assert (folder / "delta.safetensors").stat().st_size < 4_000_000
+    with torch.no_grad():
+        model.bert.encoder.layer[0].output.dense.bias.add_(0.01)  # outside the delta
+    with pytest.raises(ModelLoadError, match="outside the exported layers"):
+        save_delta(model, tmp_path / "bad", layers=[5])
+
+
+# -- the packaged default model ------------------------------------------------------------
+
+def test_default_model_is_small_and_loads_lazily():
+    from embedder.coherence import DELTA_FILE, PACKAGED_COHERENCE
+
+    assert (PACKAGED_COHERENCE / DELTA_FILE).stat().st_size <= 10 * 1024 * 1024
+
+
+def test_default_model_on_the_lectures_example(default_scorer):
+    right = default_scorer.scores([("My dog is cute.", "He likes playing.")])[0]
+    swapped = default_scorer.scores([("He likes playing.", "My dog is cute.")])[0]
+    assert right > 0.5 and right > swapped
+
+
+def test_module_functions_use_the_default(default_scorer):
+    pairs = list(zip(STORY, STORY[1:]))
+    assert np.allclose(coherence_scores(pairs), default_scorer.scores(pairs), atol=1e-6)
+    assert chain_coherence(STORY).pair_scores == pytest.approx(list(coherence_scores(pairs)))
+    assert sorted(coherent_order(STORY).order) == [0, 1, 2, 3]
+
+
+def test_default_model_ranks_true_next_passages_above_random_ones(default_scorer,
+                                                                  shared_data):
+    """Held-out documents (never trained on): true continuations vs other documents."""
+    from embedder.pairs import NegativeMix
+    from embedder.pretrain import PairStream, PretrainConfig
+
+    config = PretrainConfig(corpus=[str(shared_data / "prose"),
+                                    str(shared_data / "linux-docs")], out="unused",
+                            negatives=NegativeMix(), trim="continuation", max_length=128,
+                            short_seq_prob=0.0)
+    stream = iter(PairStream(config, default_scorer.tokenizer, split="eval"))
+    pairs = [next(stream) for _ in range(120)]
+    tok = default_scorer.tokenizer
+    scores = default_scorer.scores([(tok.decode(p.ids_a), tok.decode(p.ids_b)) for p in pairs])
+    labels = np.array([p.is_next for p in pairs])
+    positives, negatives = scores[labels == 1], scores[labels == 0]
+    auc = (positives[:, None] > negatives[None, :]).mean()
+    assert auc > 0.9, auc
+    assert ((scores >= 0.5) == (labels == 1)).mean() > 0.85
