@@ -306,6 +306,11 @@ class _training_bar:
         self.bar.n = step
         self.bar.set_postfix(loss=f"{loss:.3f}", refresh=True)
 
+    def epoch_done(self, report) -> None:
+        self.bar.write(f"epoch {report.epoch}: train loss {report.train_loss:.4f}, eval loss "
+                       f"{report.eval_loss:.4f}, accuracy {report.accuracy:.3f}, macro-F1 "
+                       f"{report.macro_f1:.3f}", file=sys.stderr)
+
     def evaluated(self, metrics) -> None:
         by_kind = ", ".join(f"{k} {v:.2f}" for k, v in metrics.nsp_accuracy_by_kind.items())
         self.bar.write(f"step {metrics.step}: held-out MLM acc {metrics.mlm_accuracy:.3f}, "
@@ -404,6 +409,81 @@ def coherence_train(index_dir, steps, batch_size, lr, seed):
     for kind in result.after:
         click.echo(f"  held-out accuracy, {kind}: {result.before.get(kind, 0):.3f} -> "
                    f"{result.after[kind]:.3f}")
+
+
+@main.command()
+@click.argument("data", type=click.Path())
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
+              help="Where the classifier is saved (the best epoch).")
+@model_option
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--label-column", default="label", show_default=True)
+@click.option("--epochs", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--lr", default=5e-5, show_default=True, type=float)
+@click.option("--max-length", default=128, show_default=True, type=click.IntRange(8, 512))
+@click.option("--eval", "eval_path", default=None, type=click.Path(),
+              help="Labelled evaluation data; default: hold out --eval-split of DATA.")
+@click.option("--eval-split", default=0.1, show_default=True, type=click.FloatRange(0.01, 0.5))
+@click.option("--freeze-encoder", is_flag=True, help="Train only the [CLS] head.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--device", default=None, help="cpu, cuda, ...; default: CUDA when present.")
+def finetune(data, out, model, text_column, label_column, epochs, batch_size, lr, max_length,
+             eval_path, eval_split, freeze_encoder, seed, device):
+    """Fine-tune a text classifier on DATA (CSV/TSV with a header, or JSONL).
+
+    The [CLS] token's representation feeds a small classification head; the whole encoder is
+    fine-tuned unless --freeze-encoder. Reports loss, accuracy and macro-F1 each epoch and
+    keeps the best epoch.
+
+    \b
+    Example:
+      bertsearch finetune reviews.csv --out sentiment --text-column review --label-column stars
+      bertsearch classify --model sentiment "What a lovely day!"
+    """
+    from embedder.finetune import FinetuneConfig, read_labelled, split_data
+    from embedder.finetune import finetune as run_finetune
+
+    labelled = read_labelled(data, text_column, label_column)
+    if eval_path:
+        train, evaluation = labelled, read_labelled(eval_path, text_column, label_column)
+    else:
+        train, evaluation = split_data(labelled, eval_split, seed)
+    config = FinetuneConfig(out=out, model=model, epochs=epochs, batch_size=batch_size, lr=lr,
+                            max_length=max_length, freeze_encoder=freeze_encoder, seed=seed,
+                            device=device)
+    steps = epochs * -(-len(train.texts) // batch_size)
+    with _training_bar(steps) as bar:
+        result = run_finetune(train, evaluation, config, progress=bar.plain_step,
+                              on_epoch=bar.epoch_done)
+    best = result.epochs[result.best_epoch - 1]
+    click.echo(f"Saved {result.out} (epoch {best.epoch}: accuracy {best.accuracy:.3f}, "
+               f"macro-F1 {best.macro_f1:.3f}; labels: {', '.join(result.labels)}).")
+
+
+@main.command()
+@click.argument("texts", nargs=-1)
+@click.option("--model", "-m", required=True, type=click.Path(file_okay=False),
+              help="A `bertsearch finetune` output folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+def classify(texts, model, as_json):
+    """Print the predicted label and probabilities of each TEXT (- reads lines from stdin).
+
+    \b
+    Example:
+      bertsearch classify --model sentiment "Great phone, terrible battery."
+    """
+    from embedder.finetune import Classifier
+
+    texts = _read_texts(texts)
+    classifier = Classifier.load(model)
+    for text, prediction in zip(texts, classifier.predict(texts)):
+        if as_json:
+            click.echo(json.dumps({"text": text, "label": prediction.label,
+                                   "probabilities": prediction.probabilities}))
+        else:
+            probabilities = " ".join(f"{k}={v:.3f}" for k, v in prediction.probabilities.items())
+            click.echo(f"{prediction.label}\t{probabilities}\t{text}")
 
 
 def _shown_path(path: str) -> str:
