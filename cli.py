@@ -34,6 +34,12 @@ class BertsearchGroup(click.Group):
             raise click.ClickException(f"{exc.strerror or exc}: {exc.filename or ''}".strip())
 
 
+backend_option = click.option(
+    "--backend", type=click.Choice(["torch", "onnx", "onnx-int8"]), default=None,
+    envvar="BERTSEARCH_BACKEND",
+    help="Inference backend: torch (exact), onnx (fp32) or onnx-int8 (fastest on CPU); "
+         "default: torch, or what the index was built with.")
+
 model_option = click.option(
     "--model", "-m", default="default", envvar="BERTSEARCH_MODEL", show_default=True,
     help="Encoder: 'default' (the packaged all-MiniLM-L6-v2) or a local model folder.",
@@ -58,8 +64,9 @@ def main():
 @click.option("--pooling", type=click.Choice(["mean", "cls"]), default=None,
               help="Pool token vectors by mean or take [CLS]; default: the model's own.")
 @click.option("--no-normalize", is_flag=True, help="Return raw vectors, not L2-normalised.")
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
-def embed(texts, model, pooling, no_normalize, batch_size):
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
+@backend_option
+def embed(texts, model, pooling, no_normalize, batch_size, backend):
     """Print the embedding of each TEXT as a JSON line {"text", "embedding"}.
 
     Use - to read one text per line from stdin.
@@ -72,7 +79,7 @@ def embed(texts, model, pooling, no_normalize, batch_size):
     texts = _read_texts(texts)
     from embedder import Encoder
 
-    encoder = Encoder.load(model)
+    encoder = Encoder.load(model, backend=backend or "torch")
     result = encoder.encode_detailed(texts, pooling=pooling, normalize=not no_normalize,
                                      batch_size=batch_size)
     for text, vector in zip(texts, result.embeddings):
@@ -107,9 +114,10 @@ index_option = click.option(
               help="Skip larger files.")
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1),
               help="Passages embedded and committed together; a crash loses at most one batch.")
+@backend_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no list of skipped files.")
 def index(folder, index_dir, model, include, exclude, rebuild, chunk_tokens, overlap,
-          index_type, max_file_mb, batch_size, quiet):
+          index_type, max_file_mb, batch_size, backend, quiet):
     """Index the documents in FOLDER (.txt .md .rst .html .pdf), or sync the index with it.
 
     Re-running on the same folder embeds only new and changed files and drops deleted ones.
@@ -121,7 +129,7 @@ def index(folder, index_dir, model, include, exclude, rebuild, chunk_tokens, ove
     """
     from indexer import ChunkSettings, build_index, encoder_for_index
 
-    encoder = encoder_for_index(index_dir, None if rebuild and model is None else model)
+    encoder = encoder_for_index(index_dir, model, backend)
     with _progress_bar(quiet) as progress:
         report = build_index(
             folder, index_dir, encoder, chunk=ChunkSettings(chunk_tokens, overlap),
@@ -198,9 +206,11 @@ def query(text, index_dir, k, as_json, with_coherence):
               help="NSP model for /coherence; default: the packaged coherence model.")
 @click.option("--classifier", default=None, type=click.Path(file_okay=False),
               help="A `bertsearch finetune` output folder to serve on /classify.")
+@backend_option
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
-def serve(index_dir, host, port, model, api_key, coherence_model, classifier, log_level):
+def serve(index_dir, host, port, model, api_key, coherence_model, classifier, backend,
+          log_level):
     """Serve search, embeddings and coherence over HTTP (OpenAPI docs at /docs).
 
     \b
@@ -214,7 +224,8 @@ def serve(index_dir, host, port, model, api_key, coherence_model, classifier, lo
     from server import ServerSettings, create_app
 
     settings = ServerSettings(index_dir=index_dir, model=model, api_key=api_key,
-                              coherence_model=coherence_model, classifier=classifier)
+                              coherence_model=coherence_model, classifier=classifier,
+                              backend=backend)
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
 
 

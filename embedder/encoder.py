@@ -18,6 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .backends import DEFAULT_BACKEND, check_backend, make_backend
 from .errors import InvalidInputError, ModelLoadError
 from .inputs import PairInputs, SpecialTokens, pack_inputs
 from .loading import pick_device, quiet_hf_loading
@@ -55,9 +56,11 @@ class Encoder:
     """
 
     def __init__(self, model, tokenizer, *, name: str, source: str, max_seq_length: int,
-                 pooling: str = "mean", normalize: bool = True, device: str = "cpu"):
+                 pooling: str = "mean", normalize: bool = True, device: str = "cpu",
+                 backend: str = DEFAULT_BACKEND):
         _check_pooling(pooling)
         self.model = model.eval()
+        self.backend_name = check_backend(backend)
         self.tokenizer = tokenizer
         self.name = name  # for people: "all-MiniLM-L6-v2" or the folder's name
         self.source = source  # for machines: what Encoder.load takes to load it again
@@ -66,10 +69,14 @@ class Encoder:
         self.normalize = normalize
         self.device = device
         self.special = SpecialTokens.of(tokenizer)
+        self._runner = make_backend(backend, self.model,
+                                    self.fingerprint if backend != "torch" else "", device,
+                                    self.model.config)
 
     @classmethod
     def load(cls, model: str | os.PathLike = DEFAULT_MODEL, *, device: str | None = None,
-             pooling: str | None = None, max_seq_length: int | None = None) -> "Encoder":
+             pooling: str | None = None, max_seq_length: int | None = None,
+             backend: str = DEFAULT_BACKEND) -> "Encoder":
         """Load an encoder from an alias or a local folder, strictly offline.
 
         Args:
@@ -79,6 +86,8 @@ class Encoder:
                 sentence-transformers config says, else `mean`.
             max_seq_length: token limit per text; default: the folder's setting, else the
                 model's position limit.
+            backend: `torch` (exact), `onnx` (fp32 ONNX Runtime) or `onnx-int8`
+                (quantised; built and cached on first use).
 
         Raises:
             ModelNotFoundError: no such alias or folder.
@@ -108,7 +117,7 @@ class Encoder:
         return cls(
             net.to(device), tokenizer, name="all-MiniLM-L6-v2" if packaged else path.name,
             source=DEFAULT_MODEL if packaged else str(path), max_seq_length=int(limit),
-            pooling=pooling or settings.pooling or "mean", device=device,
+            pooling=pooling or settings.pooling or "mean", device=device, backend=backend,
         )
 
     @property
@@ -154,7 +163,8 @@ class Encoder:
     # -- encoding -------------------------------------------------------------------------
 
     def encode(self, texts: Sequence[str], *, pooling: str | None = None,
-               normalize: bool | None = None, batch_size: int = 32) -> np.ndarray:
+               normalize: bool | None = None, batch_size: int = 64,
+               max_batch_tokens: int = 8192) -> np.ndarray:
         """Embed texts.
 
         Args:
@@ -163,7 +173,9 @@ class Encoder:
             pooling: `mean` (average of token vectors) or `cls` (the `[CLS]` vector);
                 default: the encoder's.
             normalize: L2-normalise each vector (default: yes), so inner product = cosine.
-            batch_size: texts per forward pass.
+            batch_size: most texts per forward pass.
+            max_batch_tokens: most padded tokens per forward pass: texts are sorted by
+                length, so short texts go in large batches and long ones in small.
 
         Returns:
             float32 array `(len(texts), dimension)` in the input order.
@@ -172,7 +184,7 @@ class Encoder:
             TruncationWarning: when any text exceeded `max_seq_length` tokens.
         """
         result = self.encode_detailed(texts, pooling=pooling, normalize=normalize,
-                                      batch_size=batch_size)
+                                      batch_size=batch_size, max_batch_tokens=max_batch_tokens)
         if result.truncated:
             warnings.warn(
                 f"{len(result.truncated)} of {len(result.token_counts)} texts were longer than "
@@ -183,7 +195,8 @@ class Encoder:
         return result.embeddings
 
     def encode_detailed(self, texts: Sequence[str], *, pooling: str | None = None,
-                        normalize: bool | None = None, batch_size: int = 32) -> Encoded:
+                        normalize: bool | None = None, batch_size: int = 64,
+                        max_batch_tokens: int = 8192) -> Encoded:
         """Like `encode`, but also returns token counts and which texts were truncated."""
         pooling = pooling or self.pooling
         _check_pooling(pooling)
@@ -194,8 +207,7 @@ class Encoder:
         counts = [len(ids) + 2 for ids in token_ids]
         out = np.zeros((len(token_ids), self.dimension), dtype=np.float32)
         order = sorted(range(len(token_ids)), key=lambda i: -counts[i])  # longest first
-        for start in range(0, len(order), batch_size):
-            batch = order[start:start + batch_size]
+        for batch in _batches(order, counts, batch_size, max_batch_tokens, self.max_seq_length):
             packed = [pack_inputs(token_ids[i], None, self.special, self.max_seq_length)
                       for i in batch]
             out[batch] = self._forward(packed, pooling, normalize)
@@ -206,10 +218,10 @@ class Encoder:
         import torch
 
         width = max(len(p) for p in packed)
-        tensors = collate(packed, width, self.special.pad, self.device)
+        tensors = collate(packed, width, self.special.pad)
         with torch.inference_mode():
-            hidden = self.model(**tensors).last_hidden_state  # (batch, seq, hidden)
-            vectors = pool(hidden, tensors["attention_mask"], pooling)
+            hidden = self._runner(**tensors)  # (batch, seq, hidden)
+            vectors = pool(hidden, tensors["attention_mask"].to(hidden.device), pooling)
             if normalize:
                 vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
         return vectors.float().cpu().numpy()
@@ -228,7 +240,22 @@ class Encoder:
 
     def __repr__(self) -> str:
         return (f"Encoder(name={self.name!r}, dimension={self.dimension}, "
-                f"pooling={self.pooling!r}, max_seq_length={self.max_seq_length})")
+                f"pooling={self.pooling!r}, max_seq_length={self.max_seq_length}, "
+                f"backend={self.backend_name!r})")
+
+
+def _batches(order: list[int], counts: list[int], batch_size: int, max_tokens: int,
+             limit: int):
+    """Consecutive runs of `order` (longest first) within both the text and token budgets."""
+    batch: list[int] = []
+    for i in order:
+        width = min(counts[batch[0] if batch else i], limit)  # the first is the longest
+        if batch and (len(batch) >= batch_size or (len(batch) + 1) * width > max_tokens):
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
 
 
 def collate(packed: list[PairInputs], width: int, pad_id: int, device: str = "cpu") -> dict:

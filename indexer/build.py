@@ -114,24 +114,31 @@ def build_index(folder: str | Path, index_dir: str | Path, encoder: TextEncoder,
     return report
 
 
-def encoder_for_index(index_dir: str | Path, model: str | None = None, **load_options):
-    """The encoder to (re)index with: `model` if given, else the one the index records,
-    else the default. Lets `bertsearch index` re-sync without repeating `--model`."""
+def encoder_for_index(index_dir: str | Path, model: str | None = None,
+                      backend: str | None = None, **load_options):
+    """The encoder to (re)index with: what is asked for, else what the index records, else
+    the defaults. Lets `bertsearch index` re-sync without repeating `--model`/`--backend`."""
     from embedder import DEFAULT_MODEL, Encoder
+    from embedder.backends import DEFAULT_BACKEND
 
-    if model is None:
-        path = Path(index_dir).expanduser() / "passages.db"
-        recorded = None
-        if path.is_file():
-            store = Store(path)
-            try:
-                recorded = IndexSettings.from_dict(store.settings())
-            finally:
-                store.close()
-        model = recorded.model if recorded else DEFAULT_MODEL
-        if recorded:
-            load_options.setdefault("pooling", recorded.pooling)
-    return Encoder.load(model, **load_options)
+    recorded = recorded_settings(index_dir)
+    if recorded and model is None:
+        load_options.setdefault("pooling", recorded.pooling)
+    model = model or (recorded.model if recorded else DEFAULT_MODEL)
+    backend = backend or (recorded.backend if recorded else DEFAULT_BACKEND)
+    return Encoder.load(model, backend=backend, **load_options)
+
+
+def recorded_settings(index_dir: str | Path) -> IndexSettings | None:
+    """The settings an existing index was built with, or None (no index, or empty)."""
+    path = Path(index_dir).expanduser() / "passages.db"
+    if not path.is_file():
+        return None
+    store = Store(path)
+    try:
+        return IndexSettings.from_dict(store.settings())
+    finally:
+        store.close()
 
 
 def _prepare_settings(store: Store, wanted: IndexSettings, rebuild: bool,

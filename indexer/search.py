@@ -139,7 +139,8 @@ class Index:
         if self._encoder is None:
             from embedder import Encoder
 
-            encoder = Encoder.load(self.settings.model, pooling=self.settings.pooling)
+            encoder = Encoder.load(self.settings.model, pooling=self.settings.pooling,
+                                   backend=self.settings.backend)
             _check_encoder(encoder, self.settings, self.folder)
             self._encoder = encoder
         return self._encoder

@@ -19,6 +19,7 @@ class TextEncoder(Protocol):
     name: str
     source: str
     pooling: str
+    backend_name: str
     max_seq_length: int
 
     @property
@@ -44,10 +45,11 @@ class IndexSettings:
     chunk_tokens: int
     chunk_overlap: int
     index_type: str = "auto"
+    backend: str = "torch"  # vectors of different backends differ slightly: never mixed
     format_version: int = FORMAT_VERSION
 
     # a change in any of these makes every stored vector or passage wrong
-    EMBEDDING_KEYS = ("model_fingerprint", "dimension", "pooling", "chunk_tokens",
+    EMBEDDING_KEYS = ("model_fingerprint", "dimension", "pooling", "backend", "chunk_tokens",
                       "chunk_overlap", "format_version")
 
     @classmethod
@@ -56,13 +58,13 @@ class IndexSettings:
             model=encoder.source, model_fingerprint=encoder.fingerprint, dimension=encoder.dimension,
             pooling=encoder.pooling, max_seq_length=encoder.max_seq_length,
             chunk_tokens=chunk.max_tokens, chunk_overlap=chunk.overlap_tokens,
-            index_type=index_type,
+            index_type=index_type, backend=encoder.backend_name,
         )
 
     @classmethod
     def from_dict(cls, values: dict) -> "IndexSettings | None":
         names = {f.name for f in fields(cls)}
-        if not names - {"index_type", "format_version"} <= values.keys():
+        if not names - {"index_type", "backend", "format_version"} <= values.keys():
             return None  # a new, empty index
         return cls(**{k: v for k, v in values.items() if k in names})
 

@@ -41,10 +41,11 @@ class Services:
         if index is None and settings.index_dir and _index_exists(settings.index_dir):
             index = Index.open(settings.index_dir, encoder=encoder)
         if encoder is None:
-            if index is not None and settings.model is None:
+            if index is not None and settings.model is None and settings.backend is None:
                 encoder = index.encoder
             else:
-                encoder = Encoder.load(settings.model or "default")
+                encoder = Encoder.load(settings.model or "default",
+                                       backend=settings.backend or "torch")
         if index is not None and index._encoder is None:
             index = Index.open(settings.index_dir, encoder=encoder)
         return cls(settings, encoder, index)

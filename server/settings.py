@@ -11,6 +11,7 @@ class ServerSettings:
 
     index_dir: str | None = None  # None: embeddings only; /search answers 503
     model: str | None = None  # None: the index's own model, else the default
+    backend: str | None = None  # None: the index's own backend, else torch
     api_key: str | None = None  # every route but /health then needs "Bearer <key>"
     coherence_model: str | None = None  # None: the packaged default coherence model
     classifier: str | None = None  # a `bertsearch finetune` output folder for /classify
