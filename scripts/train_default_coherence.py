@@ -63,10 +63,13 @@ def main() -> None:
 
         pretrain(config, resume=args.resume, progress=show, on_eval=evaluated)
     info = json.loads((Path(args.work) / "pretraining.json").read_text())
+    planned = info["config"]["steps"]
     export_delta(args.work, PACKAGED_COHERENCE, layers=[4, 5], extra={
-        "trained_steps": info["step"], "evaluations": info["evaluations"],
-        "command": "python scripts/train_default_coherence.py " + " ".join(sys.argv[1:]),
-        "train_seconds_this_session": round(time.time() - started)})
+        "trained_steps": info["step"], "planned_steps": planned,
+        "evaluations": info["evaluations"],
+        "command": f"python scripts/train_default_coherence.py --steps {planned}"
+                   + ("" if info["step"] == planned else
+                      f"  (stopped at step {info['step']}; continue with --resume)")})
     print(f"exported to {PACKAGED_COHERENCE}")
 
 

@@ -1,0 +1,101 @@
+"""Coherence from the CLI, the server and an index's own adapted model."""
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+from conftest import write_corpus
+from fastapi.testclient import TestClient
+
+from cli import main
+from indexer import ChunkSettings, build_index
+from indexer.coherence import coherence_model_dir, coherence_pairs, train_index_coherence
+from indexer.store import Store
+from server import ServerSettings, create_app
+
+STORY = ["My dog is cute.", "He likes playing.", "Every morning we walk to the park."]
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory, encoder):
+    root = tmp_path_factory.mktemp("coherence")
+    docs = write_corpus(root / "docs", 40, paragraphs=6)
+    build_index(docs, root / "idx", encoder, chunk=ChunkSettings(40, 8))
+    return root / "idx"
+
+
+def test_cli_scores_texts_and_files(tmp_path):
+    result = CliRunner().invoke(main, ["coherence", *STORY])
+    assert result.exit_code == 0, result.output
+    assert "1 -> 2: P(next) = " in result.output and "suggested order:" in result.output
+    path = tmp_path / "passages.txt"
+    path.write_text("\n\n".join(STORY))
+    as_json = CliRunner().invoke(main, ["coherence", "--file", str(path), "--json"])
+    body = json.loads(as_json.output)
+    assert len(body["coherence"]["pair_scores"]) == 2
+    assert sorted(body["reading_order"]["order"]) == [0, 1, 2]
+
+
+def test_query_with_coherence(index_dir):
+    result = CliRunner().invoke(main, ["query", "river mountain", "--index", str(index_dir),
+                                       "-k", "4", "--coherence"])
+    assert result.exit_code == 0, result.output
+    assert "Coherence of consecutive hits" in result.output
+    assert "Suggested reading order:" in result.output
+    body = json.loads(CliRunner().invoke(main, ["query", "river", "--index", str(index_dir),
+                                                "-k", "3", "--coherence", "--json"]).output)
+    assert len(body["hits"]) == 3 and len(body["coherence"]["pair_scores"]) == 2
+
+
+def test_server_coherence_routes(encoder, index_dir):
+    with TestClient(create_app(ServerSettings(index_dir=str(index_dir)),
+                               encoder=encoder)) as client:
+        body = client.post("/coherence", json={"passages": STORY}).json()
+        assert len(body["chain"]["pair_scores"]) == 2
+        assert 0 <= body["chain"]["mean"] <= 1
+        assert sorted(body["reading_order"]["order"]) == [0, 1, 2]
+        assert client.post("/coherence", json={"passages": ["one"]}).status_code == 422
+        found = client.post("/search", json={"query": "river", "k": 3, "coherence": True}).json()
+        assert len(found["coherence"]["pair_scores"]) == 2
+        assert sorted(found["reading_order"]["order"]) == [0, 1, 2]
+
+
+def test_pairs_from_an_index_drop_the_overlap(index_dir):
+    store = Store.open(index_dir)
+    try:
+        train, held_out = coherence_pairs(store)
+        doc_id = next(store.iter_documents())[0]
+        first, second = store.document_passages(doc_id)[:2]
+    finally:
+        store.close()
+    kinds = {p.kind for p in train}
+    assert kinds == {"next", "random", "same_document", "swapped"} and held_out
+    assert sum(p.is_next for p in train) == len(train) // 2
+    positive = next(p for p in train + held_out if p.a == first.text and p.is_next)
+    assert second.start < first.end  # the chunker overlapped them ...
+    assert positive.b == second.text[first.end - second.start:].lstrip()  # ... not the pair
+
+
+def test_in_domain_training_is_stored_and_used(index_dir, encoder):
+    target = index_dir.parent / "idx-copy"
+    shutil.copytree(index_dir, target)
+    result = train_index_coherence(target, steps=6, batch_size=8)
+    assert coherence_model_dir(target) == target / "coherence"
+    assert set(result.before) == set(result.after) and "overall" in result.after
+    assert all(0 <= v <= 1 for v in result.after.values())
+    info = json.loads((target / "coherence" / "info.json").read_text())
+    assert info["steps"] == 6 and info["held_out_accuracy_after"] == result.after
+    with TestClient(create_app(ServerSettings(index_dir=str(target)),
+                               encoder=encoder)) as client:
+        client.post("/coherence", json={"passages": STORY})
+        assert client.app.state.services.coherence().name == str(target / "coherence")
+    cli = CliRunner().invoke(main, ["coherence", "train", "--index", str(target), "--steps",
+                                    "2", "--batch-size", "4"])
+    assert cli.exit_code == 0, cli.output
+    assert "held-out accuracy, overall:" in cli.output
+
+
+def test_training_needs_an_index(tmp_path):
+    result = CliRunner().invoke(main, ["coherence", "train", "--index", str(tmp_path / "no")])
+    assert result.exit_code == 1 and result.output.startswith("Error: No index at")
