@@ -1,6 +1,6 @@
 """End-to-end indexing of linux-docs vs the encoder alone; sync, query and HNSW figures.
 
-    python bench/index.py [--files 3183] [--queries 200]
+    python bench/index.py [--files N] [--queries 200] [--backend torch]
 
 In one run:
   1. `build_index` on the linux-docs folder (or its first --files files): wall time,
@@ -27,6 +27,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=0, help="first N files only (0: all)")
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--backend", default="torch")
     args = parser.parse_args()
 
     from embedder import Encoder
@@ -42,7 +43,8 @@ def main() -> None:
             target = folder / path.relative_to(source)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(path, target)
-    encoder = Encoder.load("default", device="cpu")
+    encoder = Encoder.load("default", device="cpu", backend=args.backend)
+    print(f"backend: {args.backend}", flush=True)
     idx = work / "index"
 
     with Timer() as full:
