@@ -48,7 +48,7 @@ def main() -> None:
     idx = work / "index"
 
     with Timer() as full:
-        report = build_index(folder, idx, encoder)
+        report = build_index(folder, idx, encoder, index_type="flat")  # exact reference
     print(report.summary(), flush=True)
     files = report.added
     passages = report.passages_written
@@ -61,7 +61,7 @@ def main() -> None:
             encoder.encode(texts[start:start + 256])
 
     with Timer() as rerun:
-        again = build_index(folder, idx, encoder)
+        again = build_index(folder, idx, encoder, index_type="flat")
     assert again.passages_written == 0
 
     rng = np.random.default_rng(0)
