@@ -31,7 +31,8 @@ class BertsearchGroup(click.Group):
         except BertsearchError as exc:
             raise click.ClickException(str(exc)) from None
         except OSError as exc:  # a file the user named cannot be read or written
-            raise click.ClickException(f"{exc.strerror or exc}: {exc.filename or ''}".strip())
+            message = f"{exc.strerror or exc}: {exc.filename or ''}".strip()
+            raise click.ClickException(message) from None
 
 
 backend_option = click.option(
@@ -547,7 +548,8 @@ def _read_texts(texts: tuple[str, ...]) -> list[str]:
         else:
             out.append(text)
     if not out:
-        raise click.ClickException("No input: give at least one TEXT, or - to read texts from stdin.")
+        raise click.ClickException(
+            "No input: give at least one TEXT, or - to read texts from stdin.")
     return out
 
 

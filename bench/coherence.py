@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import numpy as np
 from common import Timer, print_table, shared_data

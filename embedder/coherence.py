@@ -15,9 +15,9 @@ import functools
 import itertools
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -65,7 +65,7 @@ class CoherenceScorer:
 
     @classmethod
     def load(cls, model: str | os.PathLike | None = None, *, device: str | None = None,
-             max_length: int | None = None) -> "CoherenceScorer":
+             max_length: int | None = None) -> CoherenceScorer:
         """The packaged default (`None` / `default`) or a folder with an NSP head.
 
         Raises:

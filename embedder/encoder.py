@@ -9,12 +9,12 @@ from `encode`), never silently.
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -62,6 +62,9 @@ class Encoder:
         self.model = model.eval()
         self.backend_name = check_backend(backend)
         self.tokenizer = tokenizer
+        # its own copy for token_spans: the indexer chunks on one thread while it encodes on
+        # another, and a Rust tokenizer must not be used by two threads at once
+        self._span_tokenizer = copy.deepcopy(tokenizer)
         self.name = name  # for people: "all-MiniLM-L6-v2" or the folder's name
         self.source = source  # for machines: what Encoder.load takes to load it again
         self.max_seq_length = max_seq_length
@@ -76,7 +79,7 @@ class Encoder:
     @classmethod
     def load(cls, model: str | os.PathLike = DEFAULT_MODEL, *, device: str | None = None,
              pooling: str | None = None, max_seq_length: int | None = None,
-             backend: str = DEFAULT_BACKEND) -> "Encoder":
+             backend: str = DEFAULT_BACKEND) -> Encoder:
         """Load an encoder from an alias or a local folder, strictly offline.
 
         Args:
@@ -151,7 +154,7 @@ class Encoder:
         texts = _check_texts(texts)
         if not texts:
             return []
-        return [[tuple(span) for span in spans] for spans in self.tokenizer(
+        return [[tuple(span) for span in spans] for spans in self._span_tokenizer(
             texts, add_special_tokens=False, return_offsets_mapping=True,
             return_attention_mask=False, return_token_type_ids=False, verbose=False,
         )["offset_mapping"]]

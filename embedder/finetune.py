@@ -12,9 +12,9 @@ import csv
 import json
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -154,7 +154,7 @@ class Classifier:
         return [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
 
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None) -> "Classifier":
+    def load(cls, path: str | Path, device: str | None = None) -> Classifier:
         """Load a `bertsearch finetune` output folder.
 
         Raises:
@@ -296,7 +296,7 @@ def _load_for_classification(config: FinetuneConfig, labels: list[str], device: 
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         model = BertForSequenceClassification.from_pretrained(
             str(path), local_files_only=True, dtype=torch.float32, num_labels=len(labels),
-            id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
+            id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)})
     if config.freeze_encoder:  # train only the [CLS] head: the pooler and the classifier
         for param in model.bert.embeddings.parameters():
             param.requires_grad_(False)

@@ -28,7 +28,7 @@ class SpecialTokens:
     mask: int | None = None
 
     @classmethod
-    def of(cls, tokenizer) -> "SpecialTokens":
+    def of(cls, tokenizer) -> SpecialTokens:
         return cls(
             cls=tokenizer.cls_token_id,
             sep=tokenizer.sep_token_id,

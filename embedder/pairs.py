@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import collections
 import random
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
 
 from .corpus import CorpusError, Document
 from .inputs import truncate_for_continuation, truncate_longest_first

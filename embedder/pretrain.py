@@ -16,9 +16,9 @@ import dataclasses
 import json
 import random
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -99,7 +99,7 @@ class PretrainConfig:
                 raise EmbedderError(message[0].upper() + message[1:] + ".")
 
     @classmethod
-    def from_dict(cls, values: dict) -> "PretrainConfig":
+    def from_dict(cls, values: dict) -> PretrainConfig:
         values = dict(values)
         values["size"] = ModelSize(**values.get("size", {}))
         values["negatives"] = NegativeMix(**values.get("negatives", {}))

@@ -9,10 +9,12 @@ crash loses at most the batch in flight; the FAISS file is brought up to date at
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from queue import Full, Queue
 
 from .chunking import Chunk, ChunkSettings, chunk_text
 from .documents import (
@@ -99,7 +101,8 @@ def build_index(folder: str | Path, index_dir: str | Path, encoder: TextEncoder,
     try:
         index_path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise IndexerError(f"Cannot create the index folder '{index_dir}': {exc.strerror}.")
+        raise IndexerError(
+            f"Cannot create the index folder '{index_dir}': {exc.strerror}.") from None
     store = Store.open(index_path)
     try:
         settings = _prepare_settings(store, IndexSettings.of(encoder, chunk, index_type),
@@ -164,8 +167,12 @@ def _sync(store, root, encoder, settings, chunk, report, include, exclude, max_f
     report.removed += len(gone)
 
     batch = _Batch(store, str(root), encoder, report)
-    for done, file in enumerate(found, 1):
-        _visit(file, known.get(file.relpath), store, encoder, chunk, batch, report)
+    # Reading, hashing and chunking (tokenising) run one file ahead on a worker thread,
+    # so the model never waits for them; all writes stay on this thread.
+    prepared = prefetch(_prepare(file, known.get(file.relpath), encoder, chunk)
+                        for file in found)
+    for done, (file, stored, outcome) in enumerate(prepared, 1):
+        _apply(file, stored, outcome, store, batch, report)
         if batch.passages >= batch_passages:
             batch.flush()
         if progress:
@@ -175,26 +182,78 @@ def _sync(store, root, encoder, settings, chunk, report, include, exclude, max_f
         progress(len(found), len(found), report.passages_written)
 
 
-def _visit(file: FoundFile, stored, store: Store, encoder, chunk, batch, report) -> None:
+def _prepare(file: FoundFile, stored, encoder, chunk):
+    """What to do with one file, worked out without touching the store:
+    "unchanged", "touch" (same content, new mtime), a `SkippedFile`, or (digest, chunks)."""
     if stored and stored.size == file.size and stored.mtime == file.mtime:
-        report.unchanged += 1
-        return
+        return file, stored, "unchanged"
     try:
         data = read_bytes(file.path)
         digest = content_hash(data)
         if stored and stored.content_hash == digest:
-            store.touch_document(stored.id, file.size, file.mtime)
-            report.unchanged += 1
-            return
+            return file, stored, "touch"
         text = extract_text(data, file.path.suffix)
     except UnreadableFile as exc:
-        report.skipped.append(SkippedFile(file.relpath, str(exc)))
+        return file, stored, SkippedFile(file.relpath, str(exc))
+    return file, stored, (digest, chunk_document(text, encoder, chunk))
+
+
+def _apply(file: FoundFile, stored, outcome, store: Store, batch, report) -> None:
+    if outcome == "unchanged":
+        report.unchanged += 1
+    elif outcome == "touch":
+        store.touch_document(stored.id, file.size, file.mtime)
+        report.unchanged += 1
+    elif isinstance(outcome, SkippedFile):
+        report.skipped.append(outcome)
         if stored:  # it was indexed before; its old passages are stale now
             report.passages_removed += store.delete_documents([stored.id])
             report.removed += 1
-        return
-    chunks = chunk_document(text, encoder, chunk)
-    batch.add(file, digest, chunks, changed=stored is not None)
+    else:
+        digest, chunks = outcome
+        batch.add(file, digest, chunks, changed=stored is not None)
+
+
+def prefetch(items: Iterator, depth: int = 64) -> Iterator:
+    """Iterate `items` on a worker thread, up to `depth` ahead of the consumer.
+
+    Exceptions raised while producing are re-raised to the consumer; if the consumer stops
+    early, the worker stops too.
+    """
+    queue: Queue = Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                queue.put(entry, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def produce():
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((done, None))
+        except BaseException as exc:  # handed over to the consumer, not swallowed
+            put((done, exc))
+
+    worker = threading.Thread(target=produce, name="bertsearch-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = queue.get()
+            if item is done:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
 
 
 def chunk_document(text: str, encoder: TextEncoder, chunk: ChunkSettings) -> list[Chunk]:

@@ -47,7 +47,8 @@ class UnreadableFile(Exception):
 
 
 def walk_folder(root: Path, include: list[str] | None = None, exclude: list[str] | None = None,
-                max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tuple[list[FoundFile], list[SkippedFile]]:
+                max_bytes: int = DEFAULT_MAX_FILE_BYTES,
+                ) -> tuple[list[FoundFile], list[SkippedFile]]:
     """List the indexable files below `root`, recursively, in a stable order.
 
     Hidden files and folders (a name starting with `.`) are passed over, and so are files

@@ -106,7 +106,7 @@ class Index:
         self._vectors, self._generation = load_vectors(folder, store, settings)
 
     @classmethod
-    def open(cls, path: str | os.PathLike, encoder: TextEncoder | None = None) -> "Index":
+    def open(cls, path: str | os.PathLike, encoder: TextEncoder | None = None) -> Index:
         """Open an index directory made by `bertsearch index`.
 
         Args:

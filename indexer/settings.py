@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -55,14 +56,15 @@ class IndexSettings:
     @classmethod
     def of(cls, encoder: TextEncoder, chunk: ChunkSettings, index_type: str = "auto"):
         return cls(
-            model=encoder.source, model_fingerprint=encoder.fingerprint, dimension=encoder.dimension,
+            model=encoder.source, model_fingerprint=encoder.fingerprint,
+            dimension=encoder.dimension,
             pooling=encoder.pooling, max_seq_length=encoder.max_seq_length,
             chunk_tokens=chunk.max_tokens, chunk_overlap=chunk.overlap_tokens,
             index_type=index_type, backend=encoder.backend_name,
         )
 
     @classmethod
-    def from_dict(cls, values: dict) -> "IndexSettings | None":
+    def from_dict(cls, values: dict) -> IndexSettings | None:
         names = {f.name for f in fields(cls)}
         if not names - {"index_type", "backend", "format_version"} <= values.keys():
             return None  # a new, empty index
@@ -71,7 +73,7 @@ class IndexSettings:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def check_compatible(self, wanted: "IndexSettings", where: str) -> None:
+    def check_compatible(self, wanted: IndexSettings, where: str) -> None:
         """Raise `IndexMismatchError` if vectors made with `wanted` would not fit this index."""
         diffs = [k for k in self.EMBEDDING_KEYS if getattr(self, k) != getattr(wanted, k)]
         if not diffs:

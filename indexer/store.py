@@ -12,9 +12,9 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import sqlite_utils
@@ -113,7 +113,7 @@ class Store:
                 f"folder and index the documents again.") from exc
 
     @classmethod
-    def open(cls, folder: Path) -> "Store":
+    def open(cls, folder: Path) -> Store:
         return cls(folder / DB_NAME)
 
     def close(self) -> None:

@@ -48,7 +48,7 @@ class VectorIndex:
         self.kind = kind
 
     @classmethod
-    def empty(cls, dimension: int, kind: str = "flat") -> "VectorIndex":
+    def empty(cls, dimension: int, kind: str = "flat") -> VectorIndex:
         if kind == "hnsw":
             inner = faiss.IndexHNSWFlat(dimension, HNSW_NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)
             inner.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
@@ -111,7 +111,7 @@ class VectorIndex:
             raise
 
     @classmethod
-    def load(cls, path: Path) -> tuple["VectorIndex", int]:
+    def load(cls, path: Path) -> tuple[VectorIndex, int]:
         """Read a saved index; returns it and the store generation it reflects.
 
         Raises:

@@ -98,10 +98,9 @@ def test_real_processes(docs, tmp_path):
 
 
 def test_progress_bar_on_a_terminal(docs, tmp_path):
+    import fcntl
     import os
     import pty
-
-    import fcntl
     import struct
     import termios
 

@@ -109,7 +109,7 @@ def test_read_error_becomes_a_reason(tmp_path):
 
 
 @pytest.mark.parametrize("data, expected", [
-    ("héllo wörld".encode("utf-8"), "héllo wörld"),
+    ("héllo wörld".encode(), "héllo wörld"),
     ("\ufeffwith bom".encode("utf-8"), "with bom"),
     ("caf\xe9 cr\xe8me".encode("cp1252"), "café crème"),       # invalid UTF-8: cp1252
     ("smart \u201cquotes\u201d".encode("cp1252"), "smart \u201cquotes\u201d"),

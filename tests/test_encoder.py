@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from embedder import (
-    resolve_model_path,
     Encoder,
     InvalidInputError,
     ModelLoadError,
     ModelNotFoundError,
     TruncationWarning,
+    resolve_model_path,
 )
 
 TEXTS = [
@@ -62,7 +62,8 @@ def test_cls_pooling_returns_the_cls_vector(encoder):
 def test_matches_sentence_transformers(encoder):
     from sentence_transformers import SentenceTransformer
 
-    reference = SentenceTransformer(str(resolve_model_path(encoder.source)), device="cpu").encode(TEXTS)
+    folder = str(resolve_model_path(encoder.source))
+    reference = SentenceTransformer(folder, device="cpu").encode(TEXTS)
     assert np.allclose(encoder.encode(TEXTS), reference, atol=1e-5)
 
 

@@ -114,8 +114,8 @@ def test_readers_agree(tmp_path):
 def test_cli_finetune_and_classify(tiny_model_dir, tmp_path):
     data = toy_data(60)
     path = tmp_path / "train.jsonl"
-    path.write_text("\n".join(json.dumps({"sentence": t, "sentiment": l})
-                              for t, l in zip(data.texts, data.labels)))
+    path.write_text("\n".join(json.dumps({"sentence": t, "sentiment": label})
+                              for t, label in zip(data.texts, data.labels)))
     out = tmp_path / "clf"
     result = CliRunner().invoke(main, [
         "finetune", str(path), "--out", str(out), "--model", str(tiny_model_dir),

@@ -1,6 +1,5 @@
 """SQLite side: migrations, transactions, generations, ids never reused."""
 
-import sqlite3
 
 import numpy as np
 import pytest
