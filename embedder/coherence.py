@@ -28,6 +28,7 @@ from .models import DEFAULT_MODEL, is_packaged_alias, resolve_model_path, weight
 
 PACKAGED_COHERENCE = Path(__file__).parent / "coherence_model"
 DELTA_FILE = "delta.safetensors"
+LORA_A, LORA_B = ".lora_A", ".lora_B"  # suffixes of the low-rank factors of a weight's change
 INFO_FILE = "info.json"
 MAX_ORDER_PASSAGES = 12  # reading order is exact (Held-Karp) up to this many passages
 
@@ -233,13 +234,17 @@ def load_delta(folder: Path):
             f"default encoder; reinstall bertsearch or retrain it.")
     delta = load_file(str(folder / DELTA_FILE))
     state = base.state_dict()
-    unknown = set(delta) - set(state)
-    if unknown:
-        raise ModelLoadError(f"The packaged coherence model has unexpected tensors: "
-                             f"{sorted(unknown)[:3]}")
+    low_rank = {name[:-len(LORA_B)] for name in delta if name.endswith(LORA_B)}
+    unknown = set(delta) - set(state) - {n + part for n in low_rank for part in (LORA_A, LORA_B)}
+    if unknown or not low_rank <= set(state):
+        raise ModelLoadError(f"The coherence model in '{folder}' has unexpected tensors: "
+                             f"{sorted(unknown or low_rank - set(state))[:3]}")
     with torch.no_grad():
         for name, tensor in delta.items():
-            state[name].copy_(tensor.to(torch.float32))
+            if name in state:
+                state[name].copy_(tensor.to(torch.float32))
+        for name in low_rank:  # LoRA-trained weights: base + B @ A
+            state[name].add_(delta[name + LORA_B].float() @ delta[name + LORA_A].float())
     return base, tokenizer, info
 
 
@@ -256,17 +261,18 @@ def _load_base():
 
 
 def export_delta(checkpoint: str | os.PathLike, out: str | os.PathLike, layers: list[int],
-                 extra: dict | None = None) -> Path:
+                 extra: dict | None = None, lora_rank: int = 0) -> Path:
     """Save the parts of an NSP checkpoint folder that differ from the default encoder as a
     small fp16 delta (see `save_delta`). This is how the packaged default stays a few MB."""
     model, _ = _load_folder(resolve_model_path(checkpoint))
-    return save_delta(model, out, layers, extra)
+    return save_delta(model, out, layers, extra, lora_rank=lora_rank)
 
 
 def save_delta(model, out: str | os.PathLike, layers: list[int],
-               extra: dict | None = None, max_length: int = 128) -> Path:
+               extra: dict | None = None, max_length: int = 128, lora_rank: int = 0) -> Path:
     """Write the given top `layers`, the pooler and the NSP head of `model` as fp16, with an
-    `info.json` naming the base encoder they go over.
+    `info.json` naming the base encoder they go over. With `lora_rank`, the dense weights of
+    the other layers (trained through LoRA adapters) go as two rank-`lora_rank` factors.
 
     Raises:
         ModelLoadError: the model changed tensors outside those parts, so a delta would
@@ -275,16 +281,30 @@ def save_delta(model, out: str | os.PathLike, layers: list[int],
     import torch
     from safetensors.torch import save_file
 
+    from .lora import factorize
+
     base, _ = _load_base()
     base_state = base.state_dict()
     prefixes = tuple(f"bert.encoder.layer.{i}." for i in layers) + (
         "bert.pooler.", "cls.seq_relationship.")
-    state = model.state_dict()
-    delta = {name: tensor.detach().to("cpu", torch.float16).contiguous()
+    state = {name: t.detach().cpu().float() for name, t in model.state_dict().items()}
+    delta = {name: tensor.to(torch.float16).contiguous()
              for name, tensor in state.items() if name.startswith(prefixes)}
     changed = [name for name, tensor in state.items()
                if not name.startswith(prefixes) and name.startswith("bert.")
-               and not torch.equal(tensor.detach().cpu(), base_state[name])]
+               and not torch.equal(tensor, base_state[name])]
+    for name in changed if lora_rank else []:
+        if not (name.startswith("bert.encoder.layer.") and name.endswith(".weight")
+                and state[name].ndim == 2):
+            continue
+        try:
+            b, a = factorize(state[name] - base_state[name], lora_rank)
+        except ValueError as exc:
+            raise ModelLoadError(f"{name}: {exc}; it was not trained through LoRA adapters "
+                                 f"of rank {lora_rank}.") from exc
+        delta[name + LORA_B] = b.to(torch.float16).contiguous()
+        delta[name + LORA_A] = a.to(torch.float16).contiguous()
+    changed = [name for name in changed if name + LORA_A not in delta]
     if changed:
         raise ModelLoadError(f"The model changed tensors outside the exported layers "
                              f"(e.g. {changed[0]}); export the layers that were trained.")
@@ -292,7 +312,8 @@ def save_delta(model, out: str | os.PathLike, layers: list[int],
     folder.mkdir(parents=True, exist_ok=True)
     save_file(delta, str(folder / DELTA_FILE))
     info = {"base_fingerprint": weights_fingerprint(base.bert), "layers": layers,
-            "max_length": max_length, "tensors": len(delta), **(extra or {})}
+            "lora_rank": lora_rank, "max_length": max_length, "tensors": len(delta),
+            **(extra or {})}
     (folder / INFO_FILE).write_text(json.dumps(info, indent=2))
     return folder
 

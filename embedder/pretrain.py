@@ -27,12 +27,14 @@ from .corpus import CorpusError, corpus_files, read_documents
 from .errors import EmbedderError
 from .inputs import SpecialTokens, pack_inputs
 from .loading import pick_device, quiet_hf_loading
+from .lora import add_lora, lora_state, merged_state_dict, restore_lora
 from .masking import IGNORE, mask_tokens
 from .models import resolve_model_path
 from .pairs import NegativeMix, NspPair, PairBuilder, hf_next_sentence_label
 from .training import (
     adamw_with_schedule,
     autocast,
+    prefetched,
     recover_folder,
     replace_folder,
     rng_state,
@@ -79,6 +81,7 @@ class PretrainConfig:
     trim: str = "random"  # "continuation" keeps A's end and B's start (coherence)
     mlm: bool = True  # False: NSP only
     freeze_layers: int = 0  # freeze the embeddings and this many bottom layers
+    lora_rank: int = 0  # >0: train low-rank adapters of this rank on the frozen layers
     eval_every: int = 200
     eval_pairs: int = 512
     save_every: int = 500
@@ -93,6 +96,9 @@ class PretrainConfig:
             (16 <= self.max_length <= 512, "max length must be between 16 and 512"),
             (self.lr > 0, "the learning rate must be positive"),
             (0 <= self.warmup < 1, "warmup is a share of the steps, from 0 to below 1"),
+            (self.lora_rank >= 0, "the LoRA rank must be 0 (no adapters) or more"),
+            (self.lora_rank == 0 or self.freeze_layers > 0,
+             "LoRA adapters go on frozen layers: set freeze layers as well"),
         ]
         for ok, message in checks:
             if not ok:
@@ -159,6 +165,8 @@ def load_for_pretraining(config: PretrainConfig, device: str):
             model = BertForPreTraining.from_pretrained(str(path), local_files_only=True,
                                                        dtype=torch.float32)
     freeze_bottom(model, config.freeze_layers)
+    if config.lora_rank:
+        add_lora(model, range(config.freeze_layers), config.lora_rank)
     return model.to(device), tokenizer
 
 
@@ -244,8 +252,10 @@ class PairStream:
                 produced += 1
                 yield pair
             if not produced:
-                raise CorpusError(f"The corpus '{self.config.corpus}' gave no training pairs; "
-                                  f"it needs documents of at least two sentences.")
+                raise CorpusError(
+                    f"The corpus '{self.config.corpus}' gave no {self.split} pairs; it needs "
+                    f"documents of at least two sentences (about 2 % of documents are held "
+                    f"out for evaluation).")
             number += 1
 
 
@@ -363,6 +373,8 @@ def pretrain(config: PretrainConfig, *, resume: bool = False,
     else:
         model, tokenizer = load_for_pretraining(
             dataclasses.replace(config, base_model=str(out)), device)
+        if state.get("lora"):
+            restore_lora(model, state["lora"])
     optimizer, scheduler = adamw_with_schedule(
         model, config.lr, config.weight_decay, config.steps, int(config.warmup * config.steps))
     step, history = 0, []
@@ -374,13 +386,14 @@ def pretrain(config: PretrainConfig, *, resume: bool = False,
     pairs = iter(PairStream(config, tokenizer))
     for _ in range(step * config.grad_accum * config.batch_size):
         next(pairs)  # skip what the interrupted run already used
+    batches = prefetched(_cpu_batches(pairs, tokenizer, config, step * config.grad_accum))
     if state is not None:
         set_rng_state(state["rng"])  # dropout continues as if never interrupted
 
     model.train()
     losses: list[float] = []
     while step < config.steps:
-        totals = _train_step(model, optimizer, scheduler, pairs, tokenizer, config, step, device)
+        totals = _train_step(model, optimizer, scheduler, batches, config, device)
         step += 1
         losses.append(totals["loss"])
         if progress:
@@ -392,17 +405,26 @@ def pretrain(config: PretrainConfig, *, resume: bool = False,
                 on_eval(metrics)
         if step % config.save_every == 0 or step == config.steps:
             save_checkpoint(out, model, tokenizer, optimizer, scheduler, config, step, history)
+    batches.close()
     return PretrainResult(out, step, losses, [EvalMetrics(**h) for h in history],
                           time.perf_counter() - started)
 
 
-def _train_step(model, optimizer, scheduler, pairs, tokenizer, config, step, device) -> dict:
+def _cpu_batches(pairs: Iterator[NspPair], tokenizer, config: PretrainConfig,
+                 first: int) -> Iterator[dict]:
+    """Masked micro-batches numbered from `first`, collated on the CPU."""
+    index = first
+    while True:
+        yield masked_batch([next(pairs) for _ in range(config.batch_size)], tokenizer,
+                           config, index, "cpu")
+        index += 1
+
+
+def _train_step(model, optimizer, scheduler, batches, config, device) -> dict:
     totals = {"loss": 0.0, "mlm_loss": 0.0, "nsp_loss": 0.0, "mlm_correct": 0, "mlm_total": 0,
               "nsp_correct": 0, "nsp_total": 0}
-    for micro in range(config.grad_accum):
-        index = step * config.grad_accum + micro
-        batch = masked_batch([next(pairs) for _ in range(config.batch_size)], tokenizer,
-                             config, index, device)
+    for _ in range(config.grad_accum):
+        batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
         with autocast(device):
             loss, stats = pretraining_loss(model, batch, mlm=config.mlm)
         (loss / config.grad_accum).backward()
@@ -432,12 +454,17 @@ def save_checkpoint(out: Path, model, tokenizer, optimizer, scheduler, config, s
                     history) -> None:
     """Weights + tokenizer (`save_pretrained`), optimiser/RNG state and the run's settings,
     swapped in atomically."""
+    adapters = lora_state(model)
+
     def write(folder: Path) -> None:
-        model.save_pretrained(folder)
+        if adapters:  # a plain BERT folder, adapters folded in
+            model.save_pretrained(folder, state_dict=merged_state_dict(model))
+        else:
+            model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
         torch.save({"step": step, "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "rng": rng_state(),
-                    "history": history}, folder / STATE_FILE)
+                    "history": history, "lora": adapters}, folder / STATE_FILE)
         (folder / INFO_FILE).write_text(json.dumps(
             {"config": dataclasses.asdict(config), "step": step, "evaluations": history},
             indent=2))

@@ -1,14 +1,22 @@
 """Train and export the packaged default coherence model (embedder/coherence_model/).
 
-    python scripts/train_default_coherence.py --steps 3000 [--work /tmp/coherence-run]
-        [--resume] [--export-only]
+    python scripts/train_default_coherence.py --steps 3000 [--batch-size 32] [--lr 1e-4]
+        [--lora-rank 16] [--work /tmp/coherence-run] [--resume] [--export-only]
+        [--minutes M] [--export-to DIR]
+    python scripts/train_default_coherence.py --adopt DIR   # a delta trained elsewhere
 
 1. NSP fine-tuning of the packaged all-MiniLM-L6-v2 with this project's pretraining code:
-   the embeddings and bottom 4 layers frozen; the top 2 layers, pooler and NSP head trained
-   on prose (Moby-Dick, the King James Bible) and the Linux kernel documentation, with hard
-   negatives (a third each: another document, the same document but not next, the true pair
-   swapped) and pairs trimmed to keep the end of A and the start of B.
-2. Export of the trained tensors as an fp16 delta over the packaged encoder (a few MB).
+   the embeddings and bottom 4 layers frozen (with `--lora-rank`, trained through low-rank
+   adapters instead); the top 2 layers, pooler and NSP head trained in full, on prose
+   (Moby-Dick, the King James Bible) and the Linux kernel documentation, with hard negatives
+   (a third each: another document, the same document but not next, the true pair swapped)
+   and pairs trimmed to keep the end of A and the start of B.
+2. Export of the trained tensors as an fp16 delta over the packaged encoder (a few MB; the
+   adapters as their two factors), into embedder/coherence_model/ unless `--export-to`.
+
+`--minutes M` picks `--steps` to fit M minutes of training, from a short timed probe, for a
+run on a lent GPU. A delta exported on a machine whose copy of the encoder differs only by
+rounding (an fp16 copy, where the 90 MB original can't travel) is taken in with `--adopt`.
 
 Held-out documents (about 2 %, chosen by a hash of their source) are never trained on;
 bench/coherence.py evaluates on them.
@@ -17,8 +25,10 @@ bench/coherence.py evaluates on them.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -34,43 +44,95 @@ from embedder.pretrain import PretrainConfig, pretrain  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="choose --steps to fit this much training time (timed probe)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--lora-rank", type=int, default=0)
+    parser.add_argument("--eval-pairs", type=int, default=1024)
     parser.add_argument("--work", default="/tmp/bertsearch-coherence-run")
+    parser.add_argument("--export-to", default=str(PACKAGED_COHERENCE))
     parser.add_argument("--data", default=os.environ.get(
         "BERTSEARCH_SHARED_DATA", str(REPO.parent / "shared" / "data")))
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--export-only", action="store_true")
+    parser.add_argument("--adopt", default=None, help="a delta folder exported elsewhere")
     args = parser.parse_args()
+    if args.adopt:
+        adopt(Path(args.adopt), Path(args.export_to))
+        return
 
-    data = Path(args.data)
-    config = PretrainConfig(
-        corpus=[str(data / "prose"), str(data / "linux-docs")], out=args.work,
-        base_model="default", mlm=False, negatives=HARD_NEGATIVES, trim="continuation",
-        freeze_layers=4, max_length=128, batch_size=args.batch_size, steps=args.steps,
-        lr=args.lr, warmup=0.06, eval_every=250, eval_pairs=1024, save_every=100,
-        shuffle_buffer=10_000, seed=0)
+    config = run_config(args, args.steps)
     started = time.time()
     if not args.export_only:
-        def show(m):
-            if m.step % 25 == 0:
-                print(f"step {m.step}/{m.steps} loss {m.loss:.4f} nsp_acc {m.nsp_accuracy:.3f} "
-                      f"lr {m.lr:.2e} {time.time() - started:.0f}s", flush=True)
-
-        def evaluated(m):
-            print(f"EVAL step {m.step}: nsp_acc {m.nsp_accuracy:.4f} "
-                  f"{json.dumps(m.nsp_accuracy_by_kind)}", flush=True)
-
-        pretrain(config, resume=args.resume, progress=show, on_eval=evaluated)
+        if args.minutes and not args.resume:
+            config.steps = probe_steps(args)
+            print(f"{config.steps} steps fit {args.minutes} minutes", flush=True)
+        train(config, args.resume, started)
     info = json.loads((Path(args.work) / "pretraining.json").read_text())
     planned = info["config"]["steps"]
-    export_delta(args.work, PACKAGED_COHERENCE, layers=[4, 5], extra={
+    command = (f"python scripts/train_default_coherence.py --steps {planned} "
+               f"--batch-size {info['config']['batch_size']} --lr {info['config']['lr']:g}"
+               + (f" --lora-rank {args.lora_rank}" if args.lora_rank else ""))
+    export_delta(args.work, args.export_to, layers=[4, 5], lora_rank=args.lora_rank, extra={
         "trained_steps": info["step"], "planned_steps": planned,
+        "training_seconds": round(time.time() - started),
         "evaluations": info["evaluations"],
-        "command": f"python scripts/train_default_coherence.py --steps {planned}"
-                   + ("" if info["step"] == planned else
-                      f"  (stopped at step {info['step']}; continue with --resume)")})
-    print(f"exported to {PACKAGED_COHERENCE}")
+        "command": command + ("" if info["step"] == planned else
+                              f"  (stopped at step {info['step']}; continue with --resume)")})
+    print(f"exported to {args.export_to}")
+
+
+def run_config(args, steps: int) -> PretrainConfig:
+    data = Path(args.data)
+    return PretrainConfig(
+        corpus=[str(data / "prose"), str(data / "linux-docs")], out=args.work,
+        base_model="default", mlm=False, negatives=HARD_NEGATIVES, trim="continuation",
+        freeze_layers=4, lora_rank=args.lora_rank, max_length=128,
+        batch_size=args.batch_size, steps=steps, lr=args.lr, warmup=0.06,
+        eval_every=max(250, steps // 8), eval_pairs=args.eval_pairs,
+        save_every=max(100, steps // 4), shuffle_buffer=10_000, seed=0)
+
+
+def train(config: PretrainConfig, resume: bool, started: float) -> None:
+    def show(m):
+        if m.step % 100 == 0:
+            print(f"step {m.step}/{m.steps} loss {m.loss:.4f} nsp_acc {m.nsp_accuracy:.3f} "
+                  f"lr {m.lr:.2e} {time.time() - started:.0f}s", flush=True)
+
+    def evaluated(m):
+        print(f"EVAL step {m.step}: nsp_acc {m.nsp_accuracy:.4f} "
+              f"{json.dumps(m.nsp_accuracy_by_kind)}", flush=True)
+
+    pretrain(config, resume=resume, progress=show, on_eval=evaluated)
+
+
+def probe_steps(args, probe: int = 120, skip: int = 20) -> int:
+    """Time `probe` steps of the same run (the first `skip` not counted) and scale."""
+    config = dataclasses.replace(run_config(args, probe), out=args.work + "-probe",
+                                 eval_pairs=0, save_every=10 * probe)
+    times = []
+    pretrain(config, progress=lambda m: times.append(time.perf_counter()))
+    per_step = (times[-1] - times[skip]) / (len(times) - 1 - skip)
+    return max(probe, int(args.minutes * 60 / per_step))
+
+
+def adopt(source: Path, target: Path) -> None:
+    """Take in a delta exported over a copy of the encoder that differs only by rounding:
+    check it loads and scores here, then record this machine's encoder as its base."""
+    from embedder.coherence import DELTA_FILE, INFO_FILE, CoherenceScorer, _load_base
+    from embedder.models import weights_fingerprint
+
+    info = json.loads((source / INFO_FILE).read_text())
+    base, _ = _load_base()
+    info["trained_over"] = "an fp16 copy of the packaged encoder (a lent GPU machine)"
+    info["base_fingerprint"] = weights_fingerprint(base.bert)
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source / DELTA_FILE, target / DELTA_FILE)
+    (target / INFO_FILE).write_text(json.dumps(info, indent=2))
+    scorer = CoherenceScorer.load(target)
+    print(f"adopted {source} into {target}: P(next) of a sample pair "
+          f"{scorer.scores([('The storm broke.', 'Rain fell all night.')])[0]:.3f}")
 
 
 if __name__ == "__main__":

@@ -146,7 +146,8 @@ def test_one_document_corpus(tmp_path):
     folder = tmp_path / "one"
     folder.mkdir()
     (folder / "only.txt").write_text("One sentence. Another sentence. And a third one.")
-    with pytest.raises(CorpusError, match="only one document"):
+    # "no training pairs" when its path's hash puts the one document in the held-out split
+    with pytest.raises(CorpusError, match="only one document|no training pairs"):
         pretrain(config(folder, tmp_path / "out", steps=1))
 
 
