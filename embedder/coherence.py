@@ -24,7 +24,12 @@ import numpy as np
 from .errors import InvalidInputError, ModelLoadError
 from .inputs import SpecialTokens, pack_inputs, truncate_for_continuation
 from .loading import pick_device, quiet_hf_loading
-from .models import DEFAULT_MODEL, is_packaged_alias, resolve_model_path, weights_fingerprint
+from .models import (
+    DEFAULT_MODEL,
+    is_packaged_alias,
+    resolve_model_path,
+    weights_fingerprint,
+)
 
 PACKAGED_COHERENCE = Path(__file__).parent / "coherence_model"
 DELTA_FILE = "delta.safetensors"

@@ -136,22 +136,29 @@ def test_module_functions_use_the_default(default_scorer):
     assert sorted(coherent_order(STORY).order) == [0, 1, 2, 3]
 
 
-def test_default_model_ranks_true_next_passages_above_random_ones(default_scorer,
-                                                                  shared_data):
-    """Held-out documents (never trained on): true continuations vs other documents."""
+# measured on 400 + 400 held-out pairs each (bench/coherence.py): AUC 0.975 / 0.851 / 0.794
+@pytest.mark.parametrize("kind, min_auc", [
+    ("random", 0.9), ("same_document", 0.72), ("swapped", 0.65)])
+def test_default_model_ranks_true_next_passages_above_negatives(default_scorer, shared_data,
+                                                                kind, min_auc):
+    """Held-out documents (never trained on): true continuations vs one kind of negative."""
     from embedder.pairs import NegativeMix
     from embedder.pretrain import PairStream, PretrainConfig
 
+    mix = NegativeMix(**{k: float(k == kind) for k in ("random", "same_document", "swapped")})
     config = PretrainConfig(corpus=[str(shared_data / "prose"),
                                     str(shared_data / "linux-docs")], out="unused",
-                            negatives=NegativeMix(), trim="continuation", max_length=128,
+                            negatives=mix, trim="continuation", max_length=128,
                             short_seq_prob=0.0)
     stream = iter(PairStream(config, default_scorer.tokenizer, split="eval"))
-    pairs = [next(stream) for _ in range(120)]
+    # (a pair that can't get this kind of negative falls back to a random one: skipped)
+    pairs = [p for p in itertools.islice(stream, 200) if p.kind in ("next", kind)][:160]
     tok = default_scorer.tokenizer
     scores = default_scorer.scores([(tok.decode(p.ids_a), tok.decode(p.ids_b)) for p in pairs])
     labels = np.array([p.is_next for p in pairs])
+    assert labels.sum() > 40 and (1 - labels).sum() > 40
     positives, negatives = scores[labels == 1], scores[labels == 0]
     auc = (positives[:, None] > negatives[None, :]).mean()
-    assert auc > 0.8, auc
-    assert ((scores >= 0.5) == (labels == 1)).mean() > 0.7
+    assert auc > min_auc, auc
+    if kind == "random":
+        assert ((scores >= 0.5) == (labels == 1)).mean() > 0.8
