@@ -1,11 +1,14 @@
 """Encoder.encode (each backend) vs plain SentenceTransformer.encode on the same passages.
 
     python bench/embed.py [--passages 2000] [--batch-size 32] [--backends torch,onnx,onnx-int8]
+        [--budgets 512,1024,2048,8192]
 
 All encode the same linux-docs paragraphs with the same model and threads, in this one
 process, taking turns so none gets a warmer cache. Prints passages/s, tokens/s, the ratio to
 sentence-transformers' fp32 encode (targets: exact torch path >= 1.0, fastest >= 2.5) and
-each path's cosine to it (the quality guard asks mean >= 0.99).
+each path's cosine to it (the quality guard asks mean >= 0.99). With `--budgets`, also
+passages/s of each backend for each `max_batch_tokens` (padded tokens per forward pass),
+against the default budget's.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--backends", default="torch,onnx,onnx-int8")
+    parser.add_argument("--budgets", default=None, help="max_batch_tokens values to compare")
     args = parser.parse_args()
 
     import torch
@@ -61,6 +65,27 @@ def main() -> None:
                      base / min(seconds), float(cosine.mean()), float(cosine.min())])
     print_table(["path", "best s", "passages/s", "tokens/s", "ratio vs ST",
                  "cosine mean", "cosine min"], rows)
+    if args.budgets:
+        print()
+        compare_budgets(encoders, passages, [int(b) for b in args.budgets.split(",")])
+
+
+def compare_budgets(encoders: dict, passages: list[str], budgets: list[int]) -> None:
+    """Passages/s per backend and token budget, as a ratio to the default budget."""
+    from embedder.encoder import MAX_BATCH_TOKENS
+
+    rows = []
+    for backend, enc in encoders.items():
+        rates = {}
+        for budget in sorted(set(budgets) | {MAX_BATCH_TOKENS}):
+            with warnings.catch_warnings(), Timer() as t:
+                warnings.simplefilter("ignore")
+                enc.encode(passages, max_batch_tokens=budget)
+            rates[budget] = len(passages) / t.seconds
+        rows += [[backend, budget, rate, rate / rates[MAX_BATCH_TOKENS]]
+                 for budget, rate in rates.items()]
+    print_table(["backend", "max_batch_tokens", "passages/s",
+                 f"ratio vs default ({MAX_BATCH_TOKENS})"], rows)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
 """HTTP figures of a real `bertsearch serve`: /search latency and /v1/embeddings batching.
 
-    python bench/server.py [--index DIR] [--files 300] [--requests 256]
+    python bench/server.py [--index DIR] [--files 300] [--requests 256] [--backend NAME]
 
 Starts the server under uvicorn on 127.0.0.1 (a free port) over an index of linux-docs
 (`--index`, or one built here from the first `--files` files), then measures, in one run:
   - /search latency p50/p99 with 1 client and with 16 concurrent clients;
-  - /v1/embeddings throughput for `--requests` one-passage requests sent one after another
+  - /v1/embeddings throughput for `--requests` one-text requests sent one after another
     (the baseline) and from 32 concurrent clients (dynamic batching); target ratio >= 3.
+    Three kinds of text: natural sentences (STS-B test, what a query looks like), a
+    paragraph's first 12 words (linux-docs: prose, but also table rows of 100+ tokens) and
+    whole paragraphs (200-1500 characters).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ def main() -> None:
     parser.add_argument("--index", default=None)
     parser.add_argument("--files", type=int, default=300)
     parser.add_argument("--requests", type=int, default=256)
+    parser.add_argument("--backend", default=None, help="the server's --backend")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bertsearch-serve-"))
@@ -48,7 +52,8 @@ def main() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--index", index_dir,
-                               "--port", str(port), "--log-level", "warning"], cwd=REPO)
+                               "--port", str(port), "--log-level", "warning"]
+                              + (["--backend", args.backend] if args.backend else []), cwd=REPO)
     try:
         asyncio.run(run(f"http://127.0.0.1:{port}", args.requests))
     finally:
@@ -97,8 +102,10 @@ async def run(base: str, n_requests: int) -> None:
         ])
 
         rows = []
-        short = [" ".join(t.split()[:12]) for t in texts]  # a sentence or a query
-        for label, inputs in (("sentence (12 words)", short), ("passage (200-1500 chars)", texts)):
+        short = [" ".join(t.split()[:12]) for t in texts]
+        for label, inputs in (("sentence (STS-B)", sts_sentences(n_requests)),
+                              ("first 12 words of a paragraph", short),
+                              ("paragraph (200-1500 chars)", texts)):
             started = time.perf_counter()
             for text in inputs:
                 await embed(text)
@@ -112,6 +119,14 @@ async def run(base: str, n_requests: int) -> None:
         print()
         print_table(["/v1/embeddings, one text per request", "clients", "requests/s",
                      "ratio"], rows)
+
+
+def sts_sentences(count: int) -> list[str]:
+    """Sentences spread over the STS-B test set (captions, news, forums)."""
+    rows = (shared_data() / "stsb" / "sts-test.tsv").read_text().splitlines()
+    sentences = [row.split("\t")[5] for row in rows if row.count("\t") >= 6]
+    step = max(1, len(sentences) // count)
+    return sentences[::step][:count]
 
 
 async def clients(n: int, items: list, call) -> list:

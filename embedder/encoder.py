@@ -33,6 +33,9 @@ from .models import (
 POOLINGS = ("mean", "cls")
 
 
+# padded tokens per forward pass; see `Encoder.encode`
+MAX_BATCH_TOKENS = 1024
+
 class TruncationWarning(UserWarning):
     """Some inputs were longer than the model's max sequence length and were cut."""
 
@@ -167,7 +170,7 @@ class Encoder:
 
     def encode(self, texts: Sequence[str], *, pooling: str | None = None,
                normalize: bool | None = None, batch_size: int = 64,
-               max_batch_tokens: int = 8192) -> np.ndarray:
+               max_batch_tokens: int = MAX_BATCH_TOKENS) -> np.ndarray:
         """Embed texts.
 
         Args:
@@ -178,7 +181,9 @@ class Encoder:
             normalize: L2-normalise each vector (default: yes), so inner product = cosine.
             batch_size: most texts per forward pass.
             max_batch_tokens: most padded tokens per forward pass: texts are sorted by
-                length, so short texts go in large batches and long ones in small.
+                length, so short texts go in large batches and long ones in small. The
+                default, 1,024, was fastest on CPU for every backend (bench/embed.py
+                --budgets): larger batches of long texts fall out of cache.
 
         Returns:
             float32 array `(len(texts), dimension)` in the input order.
@@ -199,7 +204,7 @@ class Encoder:
 
     def encode_detailed(self, texts: Sequence[str], *, pooling: str | None = None,
                         normalize: bool | None = None, batch_size: int = 64,
-                        max_batch_tokens: int = 8192) -> Encoded:
+                        max_batch_tokens: int = MAX_BATCH_TOKENS) -> Encoded:
         """Like `encode`, but also returns token counts and which texts were truncated."""
         pooling = pooling or self.pooling
         _check_pooling(pooling)

@@ -1,7 +1,8 @@
 """Dynamic batching: concurrent requests share forward passes of the encoder.
 
 Requests put their texts on a queue and await a future. One worker collects texts from
-requests that arrive within a short window (or until a token budget is full), encodes them
+requests that arrive within a short window after it was idle, or while its last batch ran
+(up to a text and token budget), encodes them
 in one `encode_detailed` call on a dedicated thread — so the event loop never blocks — and
 hands each request its rows. Requests with different pooling/normalisation go in different
 batches. A full queue refuses new work (`QueueFullError`) instead of growing without bound.
@@ -95,8 +96,9 @@ class EmbeddingBatcher:
         while True:
             await self.wakeup.wait()
             self.wakeup.clear()
+            await asyncio.sleep(self.wait)  # idle until now: let concurrent requests join
             while self.pending:
-                await asyncio.sleep(self.wait)  # let concurrent requests join this batch
+                # what arrived while the last batch ran has waited already: no new window
                 jobs = self._take_batch()
                 await self._encode(jobs)
 
