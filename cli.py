@@ -244,6 +244,9 @@ def serve(index_dir, host, port, model, api_key, coherence_model, classifier, ba
                                       "end of A and the start of B (coherence).")
 @click.option("--freeze-layers", default=0, show_default=True, type=click.IntRange(min=0),
               help="Freeze the embeddings and this many bottom layers.")
+@click.option("--lora-rank", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Train the frozen layers through low-rank adapters of this rank "
+                   "(needs --freeze-layers; the checkpoint has them folded in).")
 @click.option("--steps", default=1000, show_default=True, type=click.IntRange(min=1))
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--grad-accum", default=1, show_default=True, type=click.IntRange(min=1),
@@ -263,9 +266,9 @@ def serve(index_dir, host, port, model, api_key, coherence_model, classifier, ba
 @click.option("--eval-every", default=200, show_default=True)
 @click.option("--save-every", default=500, show_default=True)
 @click.option("--device", default=None, help="cpu, cuda, ...; default: CUDA when present.")
-def pretrain(corpus, out, objective, negatives, trim, freeze_layers, steps, batch_size,
-             grad_accum, max_length, lr, warmup, base_model, from_scratch, hidden_size, layers,
-             heads, resume, seed, eval_every, save_every, device):
+def pretrain(corpus, out, objective, negatives, trim, freeze_layers, lora_rank, steps,
+             batch_size, grad_accum, max_length, lr, warmup, base_model, from_scratch,
+             hidden_size, layers, heads, resume, seed, eval_every, save_every, device):
     """Pretrain BERT on CORPUS (folders of text files) with MLM + next-sentence prediction.
 
     Continues the packaged MiniLM by default (its MLM and NSP heads start fresh). The output
@@ -284,7 +287,7 @@ def pretrain(corpus, out, objective, negatives, trim, freeze_layers, steps, batc
     config = PretrainConfig(
         corpus=list(corpus), out=out, mlm=objective == "mlm+nsp", trim=trim,
         negatives=HARD_NEGATIVES if negatives == "hard" else NegativeMix(),
-        freeze_layers=freeze_layers, base_model=None if from_scratch else base_model,
+        freeze_layers=freeze_layers, lora_rank=lora_rank, base_model=None if from_scratch else base_model,
         size=ModelSize(hidden_size, layers, heads, 4 * hidden_size), steps=steps,
         batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, lr=lr,
         warmup=warmup, seed=seed, eval_every=eval_every, save_every=save_every, device=device)

@@ -95,3 +95,21 @@ def test_lora_delta_round_trip_with_the_real_encoder(tmp_path):
     assert np.allclose(loaded.scores(pairs), in_memory.scores(pairs), atol=3e-3)  # fp16
     with pytest.raises(ModelLoadError, match="not trained through LoRA"):
         save_delta(merged, tmp_path / "bad", layers=[4, 5], lora_rank=2)
+
+
+def test_cli_pretrain_with_adapters(toy_corpus, tmp_path):  # noqa: F811
+    from click.testing import CliRunner
+
+    from cli import main
+
+    out = tmp_path / "cli-lora"
+    args = ["pretrain", str(toy_corpus), "--out", str(out), "--from-scratch", "--hidden-size",
+            "32", "--layers", "2", "--heads", "2", "--batch-size", "4", "--max-length", "32",
+            "--steps", "2", "--lora-rank", "2"]
+    bad = CliRunner().invoke(main, args)
+    assert bad.exit_code == 1 and "set freeze layers" in bad.output
+    assert bad.output.count("\n") == 1
+    result = CliRunner().invoke(main, args + ["--freeze-layers", "1"])
+    assert result.exit_code == 0, result.output
+    state = torch.load(out / "training_state.pt", weights_only=False)
+    assert len(state["lora"]) == 12
