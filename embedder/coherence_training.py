@@ -8,6 +8,7 @@ builds such pairs from an index (`bertsearch coherence train --index DIR`).
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -16,7 +17,13 @@ from pathlib import Path
 
 import torch
 
-from .coherence import DELTA_FILE, PACKAGED_COHERENCE, CoherenceScorer, save_delta
+from .coherence import (
+    DELTA_FILE,
+    INFO_FILE,
+    PACKAGED_COHERENCE,
+    CoherenceScorer,
+    save_delta,
+)
 from .errors import InvalidInputError
 from .inputs import truncate_for_continuation
 from .pairs import IS_NEXT, NspPair
@@ -114,7 +121,10 @@ def train_coherence(train: Sequence[TextPair], held_out: Sequence[TextPair],
             progress(step, steps, loss.item())
     model.eval()
     after = accuracy_by_kind(scorer, held_out)
-    save_delta(model, out, list(layers), max_length=scorer.max_length,
+    # the starting delta's own changes (its layers, its LoRA factors) go along
+    start = json.loads((Path(base or PACKAGED_COHERENCE) / INFO_FILE).read_text())
+    save_delta(model, out, sorted(set(layers) | set(start.get("layers", []))),
+               lora_rank=start.get("lora_rank", 0), max_length=scorer.max_length,
                extra={"adapted_on_pairs": len(train), "steps": steps,
                       "held_out_accuracy_before": before, "held_out_accuracy_after": after})
     return CoherenceTrainingResult(Path(out), before, after, len(train), len(held_out),
