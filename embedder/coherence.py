@@ -1,9 +1,10 @@
 """Coherence: how plausibly one passage follows another, from a next-sentence-prediction head.
 
 `CoherenceScorer.load()` gives the packaged default (all-MiniLM-L6-v2 with its top layers,
-pooler and NSP head trained by this project on prose and technical docs, shipped as a small
-fp16 delta over the packaged encoder), or any folder with an NSP head (a `bertsearch
-pretrain` output). Scores are P(B follows A) in [0, 1].
+pooler and NSP head trained by this project on prose and technical docs, its lower layers
+through LoRA adapters, shipped as a small fp16 delta over the packaged encoder: full tensors
+for the top layers, two thin factors for each adapted weight), or any folder with an NSP
+head (a `bertsearch pretrain` output). Scores are P(B follows A) in [0, 1].
 
 A pair is trimmed longest-first to the model's limit keeping the *end* of A and the *start*
 of B, where the evidence of continuity is.
