@@ -166,10 +166,7 @@ def query(text, index_dir, k, as_json, with_coherence):
     if with_coherence and len(hits) >= 2:
         from indexer.coherence import coherence_scorer_for
 
-        scorer = coherence_scorer_for(index_dir)
-        texts = [h.text for h in hits]
-        chain = scorer.chain_coherence(texts)
-        order = scorer.coherent_order(texts[:12])
+        chain, order = coherence_scorer_for(index_dir).read([h.text for h in hits])
     if as_json:
         payload = [h.to_dict() for h in hits]
         if with_coherence:
@@ -188,6 +185,7 @@ def query(text, index_dir, k, as_json, with_coherence):
                    f"{' '.join(f'{s:.2f}' for s in chain.pair_scores)}")
         click.echo(f"  mean {chain.mean:.2f}; weakest link {chain.weakest_link + 1}->"
                    f"{chain.weakest_link + 2} ({chain.weakest_score:.2f})")
+    if order:
         click.echo(f"Suggested reading order: {', '.join(str(i + 1) for i in order.order)} "
                    f"(mean P(next) {order.mean:.2f})")
 
@@ -287,7 +285,8 @@ def pretrain(corpus, out, objective, negatives, trim, freeze_layers, lora_rank, 
     config = PretrainConfig(
         corpus=list(corpus), out=out, mlm=objective == "mlm+nsp", trim=trim,
         negatives=HARD_NEGATIVES if negatives == "hard" else NegativeMix(),
-        freeze_layers=freeze_layers, lora_rank=lora_rank, base_model=None if from_scratch else base_model,
+        freeze_layers=freeze_layers, lora_rank=lora_rank,
+        base_model=None if from_scratch else base_model,
         size=ModelSize(hidden_size, layers, heads, 4 * hidden_size), steps=steps,
         batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, lr=lr,
         warmup=warmup, seed=seed, eval_every=eval_every, save_every=save_every, device=device)
@@ -382,9 +381,7 @@ def coherence_score(texts, path, model, index_dir, as_json):
         passages += [p.strip() for p in path.read().split("\n\n") if p.strip()]
     if len(passages) < 2:
         raise click.ClickException("Give at least two passages (as arguments or --file).")
-    scorer = coherence_scorer_for(index_dir, model)
-    chain = scorer.chain_coherence(passages)
-    order = scorer.coherent_order(passages) if len(passages) <= 12 else None
+    chain, order = coherence_scorer_for(index_dir, model).read(passages)
     if as_json:
         click.echo(json.dumps({"coherence": chain.__dict__,
                                "reading_order": order and order.__dict__}, indent=2))

@@ -135,9 +135,17 @@ class CoherenceScorer:
     def chain_coherence(self, passages: Sequence[str]) -> Chain:
         """Scores of each consecutive pair, their mean and the weakest link."""
         passages = _check_passages(passages, minimum=2)
-        scores = self.scores(list(zip(passages, passages[1:]))).tolist()
-        weakest = int(np.argmin(scores))
-        return Chain(scores, float(np.mean(scores)), weakest, scores[weakest])
+        return _chain(self.scores(list(zip(passages, passages[1:]))).tolist())
+
+    def read(self, passages: Sequence[str]) -> tuple[Chain, Order | None]:
+        """The chain's coherence and, for up to `MAX_ORDER_PASSAGES` passages, the reading
+        order, scoring each ordered pair once (the chain's pairs are cells of the matrix)."""
+        passages = _check_passages(passages, minimum=2)
+        if len(passages) > MAX_ORDER_PASSAGES:
+            return self.chain_coherence(passages), None
+        matrix = self.score_matrix(passages)
+        return _chain([float(matrix[i, i + 1]) for i in range(len(passages) - 1)]), \
+            _order(matrix)
 
     def coherent_order(self, passages: Sequence[str]) -> Order:
         """The order in which each passage most plausibly follows the last.
@@ -152,10 +160,19 @@ class CoherenceScorer:
                 f"scores every ordered pair); got {len(passages)}.")
         if len(passages) == 1:
             return Order([0], [], 1.0)
-        matrix = self.score_matrix(passages)
-        order = best_path(np.log(np.clip(matrix, 1e-9, 1.0)))
-        steps = [float(matrix[a, b]) for a, b in zip(order, order[1:])]
-        return Order(order, steps, float(np.mean(steps)))
+        return _order(self.score_matrix(passages))
+
+
+def _chain(scores: list[float]) -> Chain:
+    weakest = int(np.argmin(scores))
+    return Chain(scores, float(np.mean(scores)), weakest, scores[weakest])
+
+
+def _order(matrix: np.ndarray) -> Order:
+    """The most probable path through a P(next) matrix, with its steps' scores."""
+    order = best_path(np.log(np.clip(matrix, 1e-9, 1.0)))
+    steps = [float(matrix[a, b]) for a, b in zip(order, order[1:])]
+    return Order(order, steps, float(np.mean(steps)))
 
 
 def best_path(weights: np.ndarray) -> list[int]:
@@ -293,7 +310,8 @@ def save_delta(model, out: str | os.PathLike, layers: list[int],
     base_state = base.state_dict()
     prefixes = tuple(f"bert.encoder.layer.{i}." for i in layers) + (
         "bert.pooler.", "cls.seq_relationship.")
-    state = {name: t.detach().cpu().float() for name, t in model.state_dict().items()}
+    state = {name: t.detach().cpu().float() if t.is_floating_point() else t.detach().cpu()
+             for name, t in model.state_dict().items()}
     delta = {name: tensor.to(torch.float16).contiguous()
              for name, tensor in state.items() if name.startswith(prefixes)}
     changed = [name for name, tensor in state.items()

@@ -36,6 +36,7 @@ POOLINGS = ("mean", "cls")
 # padded tokens per forward pass; see `Encoder.encode`
 MAX_BATCH_TOKENS = 1024
 
+
 class TruncationWarning(UserWarning):
     """Some inputs were longer than the model's max sequence length and were cut."""
 

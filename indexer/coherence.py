@@ -42,16 +42,15 @@ def coherence_pairs(store: Store, *, held_out_share: float = 0.1, seed: int = 0,
 def _negative(rng, documents, index, i, a, b) -> TextPair:
     kind = rng.choice(["random", "same_document", "swapped"])
     passages = documents[index]
-    far = [j for j in range(len(passages)) if abs(j - (i + 1)) >= 2 and j != i]
-    if kind == "same_document" and far:
-        return TextPair(a, passages[rng.choice(far)].text, NOT_NEXT, "same_document")
-    if kind == "swapped":
+    if kind == "same_document":
+        far = [j for j in range(len(passages)) if abs(j - (i + 1)) >= 2 and j != i]
+        if far:
+            return TextPair(a, passages[rng.choice(far)].text, NOT_NEXT, "same_document")
+    if kind == "swapped" or len(documents) < 2:
         return TextPair(b, a, NOT_NEXT, "swapped")
-    others = [k for k in range(len(documents)) if k != index]
-    if not others:
-        return TextPair(b, a, NOT_NEXT, "swapped")
-    other = documents[rng.choice(others)]
-    return TextPair(a, rng.choice(other).text, NOT_NEXT, "random")
+    other = rng.randrange(len(documents) - 1)  # any document but this one
+    other += other >= index
+    return TextPair(a, rng.choice(documents[other]).text, NOT_NEXT, "random")
 
 
 def _without_overlap(first: PassageRow, second: PassageRow) -> str:

@@ -144,13 +144,14 @@ def build_router(settings: ServerSettings) -> APIRouter:
     return router
 
 
-async def _coherence(services: Services, passages: list[str]) -> tuple[ChainOut, OrderOut]:
+async def _coherence(services: Services, passages: list[str],
+                     ) -> tuple[ChainOut, OrderOut | None]:
     scorer = await run_in_threadpool(services.coherence)
-    chain = await run_in_threadpool(scorer.chain_coherence, passages)
-    order = await run_in_threadpool(scorer.coherent_order, passages)
+    chain, order = await run_in_threadpool(scorer.read, passages)
     return (ChainOut(pair_scores=chain.pair_scores, mean=chain.mean,
                      weakest_link=chain.weakest_link, weakest_score=chain.weakest_score),
-            OrderOut(order=order.order, pair_scores=order.pair_scores, mean=order.mean))
+            order and OrderOut(order=order.order, pair_scores=order.pair_scores,
+                               mean=order.mean))
 
 
 def _encode_vector(vector: np.ndarray, encoding_format: str) -> list[float] | str:

@@ -76,7 +76,8 @@ class EmbedResponse(BaseModel):
 
 class CoherenceResponse(BaseModel):
     chain: ChainOut
-    reading_order: OrderOut
+    reading_order: OrderOut | None = Field(
+        None, description="Absent for more than 12 passages (it scores every ordered pair).")
 
 
 class ClassifyResult(BaseModel):

@@ -38,16 +38,14 @@ class Services:
         """Open the index and load the encoder (the index's own model unless one is named)."""
         from embedder import Encoder
 
+        named = settings.model is not None or settings.backend is not None
+        if encoder is None and named:  # otherwise the index's own encoder, or the default
+            encoder = Encoder.load(settings.model or "default",
+                                   backend=settings.backend or "torch")
         if index is None and settings.index_dir and _index_exists(settings.index_dir):
             index = Index.open(settings.index_dir, encoder=encoder)
         if encoder is None:
-            if index is not None and settings.model is None and settings.backend is None:
-                encoder = index.encoder
-            else:
-                encoder = Encoder.load(settings.model or "default",
-                                       backend=settings.backend or "torch")
-        if index is not None and index._encoder is None:
-            index = Index.open(settings.index_dir, encoder=encoder)
+            encoder = index.encoder if index is not None else Encoder.load("default")
         return cls(settings, encoder, index)
 
     def require_index(self) -> Index:

@@ -69,6 +69,14 @@ def test_chain_and_order(tiny_scorer):
     assert order.order == list(best)
 
 
+def test_read_gives_chain_and_order_from_one_matrix(tiny_scorer):
+    chain, order = tiny_scorer.read(STORY)
+    assert np.allclose(chain.pair_scores, tiny_scorer.chain_coherence(STORY).pair_scores)
+    assert order == tiny_scorer.coherent_order(STORY)
+    long_chain, none = tiny_scorer.read(STORY * 4)  # 16 passages: no exact order
+    assert none is None and len(long_chain.pair_scores) == 15
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_best_path_is_the_brute_force_optimum(seed):
     weights = np.random.default_rng(seed).normal(size=(6, 6))
