@@ -110,15 +110,18 @@ async def run(base: str, n_requests: int) -> None:
             for text in inputs:
                 await embed(text)
             sequential = time.perf_counter() - started
+            batches = (await http.get("/stats")).json()["batches"]
             started = time.perf_counter()
             await clients(32, inputs, embed)
             concurrent = time.perf_counter() - started
-            rows += [[label, "sequential (baseline)", n_requests / sequential, 1.0],
+            batches = (await http.get("/stats")).json()["batches"] - batches
+            rows += [[label, "sequential (baseline)", n_requests / sequential, 1.0, 1.0],
                      [label, "32 concurrent clients, dynamic batching",
-                      n_requests / concurrent, sequential / concurrent]]
+                      n_requests / concurrent, sequential / concurrent,
+                      n_requests / batches]]
         print()
         print_table(["/v1/embeddings, one text per request", "clients", "requests/s",
-                     "ratio"], rows)
+                     "ratio", "texts per batch"], rows)
 
 
 def sts_sentences(count: int) -> list[str]:
