@@ -254,7 +254,8 @@ def serve(index_dir, host, port, model, api_key, coherence_model, classifier, ba
 @click.option("--warmup", default=0.1, show_default=True, type=float,
               help="Share of the steps spent warming up the learning rate.")
 @click.option("--from", "base_model", default="default", show_default=True,
-              help="Continue from this encoder ('default' or a model folder).")
+              help="Continue from this encoder ('default' or a model folder), or from a "
+                   "coherence model folder (its LoRA factors train on).")
 @click.option("--from-scratch", is_flag=True, help="Start from random weights instead.")
 @click.option("--hidden-size", default=256, show_default=True, help="With --from-scratch.")
 @click.option("--layers", default=4, show_default=True, help="With --from-scratch.")

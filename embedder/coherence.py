@@ -243,13 +243,29 @@ def _load_folder(path: Path):
 
 
 def load_delta(folder: Path):
-    """The default encoder with a saved delta (top layers, pooler, NSP head) applied."""
+    """The default encoder with a saved delta (top layers, pooler, NSP head, LoRA changes)
+    applied: a `BertForPreTraining` ready to score, its tokenizer and the delta's info."""
+    import torch
+
+    model, tokenizer, info, factors = read_delta(folder)
+    state = model.state_dict()
+    with torch.no_grad():
+        for name, (b, a) in factors.items():  # LoRA-trained weights: base + B @ A
+            state[name].add_(b @ a)
+    return model, tokenizer, info
+
+
+def read_delta(folder: Path):
+    """The default encoder with a delta's full tensors applied, and its low-rank factors
+    kept apart: `(model, tokenizer, info, {weight name: (B, A)})`, float32. Training that
+    continues from a delta puts the factors back into LoRA adapters (see `embedder.pretrain`).
+    """
     import torch
     from safetensors.torch import load_file
 
     if not (folder / DELTA_FILE).is_file():
         raise ModelLoadError(f"No coherence model in '{folder}' (no {DELTA_FILE}).")
-    base, tokenizer = _load_base()
+    base, tokenizer = load_base()
     info = json.loads((folder / INFO_FILE).read_text())
     if weights_fingerprint(base.bert) != info["base_fingerprint"]:
         raise ModelLoadError(
@@ -266,12 +282,14 @@ def load_delta(folder: Path):
         for name, tensor in delta.items():
             if name in state:
                 state[name].copy_(tensor.to(torch.float32))
-        for name in low_rank:  # LoRA-trained weights: base + B @ A
-            state[name].add_(delta[name + LORA_B].float() @ delta[name + LORA_A].float())
-    return base, tokenizer, info
+    factors = {name: (delta[name + LORA_B].float(), delta[name + LORA_A].float())
+               for name in sorted(low_rank)}
+    return base, tokenizer, info, factors
 
 
-def _load_base():
+def load_base():
+    """The packaged default encoder as a `BertForPreTraining` (NSP head untrained) and its
+    tokenizer."""
     import torch
     from transformers import AutoTokenizer, BertForPreTraining
 
@@ -306,7 +324,7 @@ def save_delta(model, out: str | os.PathLike, layers: list[int],
 
     from .lora import factorize
 
-    base, _ = _load_base()
+    base, _ = load_base()
     base_state = base.state_dict()
     prefixes = tuple(f"bert.encoder.layer.{i}." for i in layers) + (
         "bert.pooler.", "cls.seq_relationship.")

@@ -5,7 +5,8 @@ Training: `add_lora` reparametrises each dense weight of the chosen encoder laye
 B trained. The model still computes `module.weight` as usual, so nothing else changes.
 
 Saving: `merged_state_dict` folds the adapters in, so checkpoints stay plain BERT folders
-that any tool loads. `lora_state` / `restore_lora` carry the adapters across a resume.
+that any tool loads. `lora_state` / `restore_lora` carry the adapters across a resume;
+`seed_lora` starts them from an exported delta's factors, to train it further.
 
 Exporting: a merged weight minus the base weight has rank ≤ `rank`; `factorize` recovers
 two thin factors from it with an SVD, which is how a LoRA-trained coherence model ships in
@@ -94,6 +95,27 @@ def restore_lora(model, state: dict[str, torch.Tensor]) -> None:
             update.B.copy_(state[f"{name}.B"])
             original = module.parametrizations.weight.original
             original.sub_((update.B @ update.A).to(original.dtype))
+
+
+def seed_lora(model, factors: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """Start fresh adapters from saved low-rank changes `{weight name: (B, A)}` (a delta's
+    factors, of rank at most the adapters'), so training continues where that delta ended.
+
+    Raises:
+        ValueError: a factor has no adapter to go into.
+    """
+    adapters = {f"{name}.weight": module.parametrizations.weight[0]
+                for name, module in _parametrized(model).items()}
+    missing = sorted(set(factors) - set(adapters))
+    if missing:
+        raise ValueError(f"no LoRA adapter on {missing[0]} (freeze and adapt the layers the "
+                         f"starting model adapted)")
+    with torch.no_grad():
+        for name, (b, a) in factors.items():
+            update, rank = adapters[name], b.shape[1]
+            update.B.zero_()
+            update.B[:, :rank].copy_(b)
+            update.A[:rank].copy_(a)
 
 
 def factorize(delta: torch.Tensor, rank: int, tolerance: float = 1e-2

@@ -27,7 +27,7 @@ from .corpus import CorpusError, corpus_files, read_documents
 from .errors import EmbedderError
 from .inputs import SpecialTokens, pack_inputs
 from .loading import pick_device, quiet_hf_loading
-from .lora import add_lora, lora_state, merged_state_dict, restore_lora
+from .lora import add_lora, lora_state, merged_state_dict, restore_lora, seed_lora
 from .masking import IGNORE, mask_tokens
 from .models import resolve_model_path
 from .pairs import NegativeMix, NspPair, PairBuilder, hf_next_sentence_label
@@ -150,6 +150,8 @@ def load_for_pretraining(config: PretrainConfig, device: str):
     """A `BertForPreTraining` and its tokenizer: continued from `base_model` or new."""
     from transformers import AutoTokenizer, BertConfig, BertForPreTraining
 
+    if config.base_model is not None and _is_delta(config.base_model):
+        return _load_delta_for_pretraining(config, device)
     source = config.base_model if config.base_model is not None else config.tokenizer
     path = resolve_model_path(source)
     with quiet_hf_loading():
@@ -168,6 +170,36 @@ def load_for_pretraining(config: PretrainConfig, device: str):
     if config.lora_rank:
         add_lora(model, range(config.freeze_layers), config.lora_rank)
     return model.to(device), tokenizer
+
+
+def _load_delta_for_pretraining(config: PretrainConfig, device: str):
+    """Continue training a coherence delta (the packaged default, or a `coherence train`
+    output): its full tensors loaded, its LoRA factors put back into trainable adapters of
+    the same frozen layers, so the exported change keeps its rank."""
+    from .coherence import read_delta
+
+    model, tokenizer, _, factors = read_delta(Path(config.base_model).expanduser())
+    freeze_bottom(model, config.freeze_layers)
+    if factors:
+        rank = max(b.shape[1] for b, _ in factors.values())
+        if config.lora_rank < rank:
+            raise EmbedderError(
+                f"'{config.base_model}' was trained with LoRA adapters of rank {rank}; "
+                f"continue it with a LoRA rank of at least {rank}.")
+        add_lora(model, range(config.freeze_layers), config.lora_rank)
+        try:
+            seed_lora(model, factors)
+        except ValueError as exc:
+            raise EmbedderError(f"Cannot continue '{config.base_model}': {exc}.") from exc
+    elif config.lora_rank:
+        add_lora(model, range(config.freeze_layers), config.lora_rank)
+    return model.to(device), tokenizer
+
+
+def _is_delta(model: str) -> bool:
+    from .coherence import DELTA_FILE
+
+    return (Path(model).expanduser() / DELTA_FILE).is_file()
 
 
 def freeze_bottom(model, layers: int) -> None:

@@ -2,7 +2,7 @@
 
     python scripts/train_default_coherence.py --steps 3000 [--batch-size 32] [--lr 1e-4]
         [--lora-rank 16] [--work /tmp/coherence-run] [--resume] [--export-only]
-        [--minutes M] [--export-to DIR]
+        [--minutes M] [--export-to DIR] [--start-from DIR]
     python scripts/train_default_coherence.py --adopt DIR   # a delta trained elsewhere
 
 1. NSP fine-tuning of the packaged all-MiniLM-L6-v2 with this project's pretraining code:
@@ -13,6 +13,10 @@
    and pairs trimmed to keep the end of A and the start of B.
 2. Export of the trained tensors as an fp16 delta over the packaged encoder (a few MB; the
    adapters as their two factors), into embedder/coherence_model/ unless `--export-to`.
+
+`--start-from DIR` trains a coherence delta further (e.g. the packaged one, to add a lent
+GPU's minutes to those it already had) instead of starting from the plain encoder; its LoRA
+factors seed the adapters, so the export keeps its rank and size.
 
 `--minutes M` picks `--steps` to fit M minutes of training, from a short timed probe, for a
 run on a lent GPU. A delta exported on a machine whose copy of the encoder differs only by
@@ -57,6 +61,8 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--export-only", action="store_true")
     parser.add_argument("--adopt", default=None, help="a delta folder exported elsewhere")
+    parser.add_argument("--start-from", default=None,
+                        help="a coherence delta folder to train further")
     args = parser.parse_args()
     if args.adopt:
         adopt(Path(args.adopt), Path(args.export_to))
@@ -73,11 +79,13 @@ def main() -> None:
     planned = info["config"]["steps"]
     command = (f"python scripts/train_default_coherence.py --steps {planned} "
                f"--batch-size {info['config']['batch_size']} --lr {info['config']['lr']:g}"
-               + (f" --lora-rank {args.lora_rank}" if args.lora_rank else ""))
+               + (f" --lora-rank {args.lora_rank}" if args.lora_rank else "")
+               + (" --start-from DIR" if args.start_from else ""))
     export_delta(args.work, args.export_to, layers=[4, 5], lora_rank=args.lora_rank, extra={
         "trained_steps": info["step"], "planned_steps": planned,
         "training_seconds": round(time.time() - started),
         "evaluations": info["evaluations"],
+        **({"started_from": starting_point(Path(args.start_from))} if args.start_from else {}),
         "command": command + ("" if info["step"] == planned else
                               f"  (stopped at step {info['step']}; continue with --resume)")})
     print(f"exported to {args.export_to}")
@@ -87,11 +95,18 @@ def run_config(args, steps: int) -> PretrainConfig:
     data = Path(args.data)
     return PretrainConfig(
         corpus=[str(data / "prose"), str(data / "linux-docs")], out=args.work,
-        base_model="default", mlm=False, negatives=HARD_NEGATIVES, trim="continuation",
+        base_model=args.start_from or "default", mlm=False, negatives=HARD_NEGATIVES, trim="continuation",
         freeze_layers=4, lora_rank=args.lora_rank, max_length=128,
         batch_size=args.batch_size, steps=steps, lr=args.lr, warmup=0.06,
         eval_every=max(250, steps // 8), eval_pairs=args.eval_pairs,
         save_every=max(100, steps // 4), shuffle_buffer=10_000, seed=0)
+
+
+def starting_point(folder: Path) -> dict:
+    """What a continued run started from (DIR in its command): that delta's own record."""
+    info = json.loads((folder / "info.json").read_text())
+    keys = ("command", "trained_steps", "training_seconds", "trained_over", "started_from")
+    return {key: info[key] for key in keys if key in info}
 
 
 def train(config: PretrainConfig, resume: bool, started: float) -> None:
@@ -120,11 +135,11 @@ def probe_steps(args, probe: int = 120, skip: int = 20) -> int:
 def adopt(source: Path, target: Path) -> None:
     """Take in a delta exported over a copy of the encoder that differs only by rounding:
     check it loads and scores here, then record this machine's encoder as its base."""
-    from embedder.coherence import DELTA_FILE, INFO_FILE, CoherenceScorer, _load_base
+    from embedder.coherence import DELTA_FILE, INFO_FILE, CoherenceScorer, load_base
     from embedder.models import weights_fingerprint
 
     info = json.loads((source / INFO_FILE).read_text())
-    base, _ = _load_base()
+    base, _ = load_base()
     info["trained_over"] = "an fp16 copy of the packaged encoder (a lent GPU machine)"
     info["base_fingerprint"] = weights_fingerprint(base.bert)
     target.mkdir(parents=True, exist_ok=True)

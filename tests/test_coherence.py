@@ -10,7 +10,7 @@ import torch
 from embedder import InvalidInputError, ModelLoadError
 from embedder.coherence import (
     CoherenceScorer,
-    _load_base,
+    load_base,
     best_path,
     chain_coherence,
     coherence_scores,
@@ -105,7 +105,7 @@ def test_a_model_without_an_nsp_head_is_refused(encoder, tmp_path):
 
 
 def test_delta_round_trip(tmp_path):
-    model, tokenizer = _load_base()
+    model, tokenizer = load_base()
     torch.manual_seed(0)
     with torch.no_grad():
         model.cls.seq_relationship.weight.normal_()

@@ -6,7 +6,7 @@ import torch
 from test_pretrain import TINY, config, toy_corpus  # noqa: F401 (fixture)
 from transformers import BertForPreTraining
 
-from embedder.coherence import CoherenceScorer, _load_base, save_delta
+from embedder.coherence import CoherenceScorer, load_base, save_delta
 from embedder.errors import ModelLoadError
 from embedder.lora import add_lora, factorize, lora_state, merged_state_dict
 from embedder.pretrain import load_for_pretraining, pretrain
@@ -75,7 +75,7 @@ def test_factorize_recovers_low_rank_changes_and_refuses_full_ones():
 
 
 def test_lora_delta_round_trip_with_the_real_encoder(tmp_path):
-    model, tokenizer = _load_base()
+    model, tokenizer = load_base()
     add_lora(model, range(4), rank=4)
     torch.manual_seed(0)
     with torch.no_grad():
@@ -85,7 +85,7 @@ def test_lora_delta_round_trip_with_the_real_encoder(tmp_path):
         model.cls.seq_relationship.weight.normal_()
     state = merged_state_dict(model)
     assert len(lora_state(model)) == 48
-    merged, _ = _load_base()
+    merged, _ = load_base()
     merged.load_state_dict(state)
     folder = save_delta(merged, tmp_path / "delta", layers=[4, 5], lora_rank=4)
     loaded = CoherenceScorer.load(folder)
@@ -137,3 +137,33 @@ def test_prefetched_keeps_order_raises_errors_and_stops():
     endless.close()
     producer.join(timeout=2)
     assert not producer.is_alive()
+
+
+def test_training_continues_from_the_packaged_coherence_delta(toy_corpus, tmp_path):
+    from embedder.coherence import PACKAGED_COHERENCE, export_delta, load_delta
+    from embedder.errors import EmbedderError
+
+    def cont(out, **overrides):
+        settings = dict(base_model=str(PACKAGED_COHERENCE), mlm=False, freeze_layers=4,
+                        lora_rank=32, steps=2, batch_size=4, max_length=32)
+        return config(toy_corpus, tmp_path / out, **{**settings, **overrides})
+
+    start, _ = load_for_pretraining(cont("start"), "cpu")
+    packaged, _, _ = load_delta(PACKAGED_COHERENCE)
+    merged, reference = merged_state_dict(start), packaged.state_dict()
+    scoring = [k for k in reference if k.startswith(("bert.", "cls.seq_relationship"))]
+    assert all(torch.allclose(merged[k], reference[k], atol=1e-5) for k in scoring)
+    trainable = {n for n, p in start.named_parameters() if p.requires_grad}
+    assert "bert.encoder.layer.5.output.dense.weight" in trainable
+    assert "bert.encoder.layer.1.attention.self.query.weight" not in trainable
+
+    with pytest.raises(EmbedderError, match="rank of at least 32"):
+        load_for_pretraining(cont("low", lora_rank=8), "cpu")
+    with pytest.raises(EmbedderError, match="no LoRA adapter on bert.encoder.layer.2"):
+        load_for_pretraining(cont("few", freeze_layers=2), "cpu")
+
+    pretrain(cont("out"))
+    folder = export_delta(tmp_path / "out", tmp_path / "delta", layers=[4, 5], lora_rank=32)
+    trained = CoherenceScorer.load(folder)
+    pairs = list(zip(STORY, STORY[1:]))
+    assert not np.allclose(trained.scores(pairs), CoherenceScorer.load().scores(pairs))
