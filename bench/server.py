@@ -11,6 +11,9 @@ Starts the server under uvicorn on 127.0.0.1 (a free port) over an index of linu
     Three kinds of text: natural sentences (STS-B test, what a query looks like), a
     paragraph's first 12 words (linux-docs: prose, but also table rows of 100+ tokens) and
     whole paragraphs (200-1500 characters).
+  - with the server stopped, the ceiling batching could reach without HTTP: the encoder in
+    this process, one text per call vs 16 and 32 texts per call.
+The load generator (aiohttp) runs in this process and shares the cores with the server.
 """
 
 from __future__ import annotations
@@ -59,16 +62,51 @@ def main() -> None:
     server = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--index", index_dir,
                                "--port", str(port), "--log-level", "warning"]
                               + (["--backend", args.backend] if args.backend else []), cwd=REPO)
+    kinds = embedding_inputs(args.requests)
     try:
-        asyncio.run(run(f"http://127.0.0.1:{port}", args.requests, args.rounds,
+        asyncio.run(run(f"http://127.0.0.1:{port}", kinds, args.rounds,
                         not args.embeddings_only))
     finally:
         server.terminate()
         server.wait()
         shutil.rmtree(work, ignore_errors=True)
+    encoder_ceiling(kinds, args.backend or "torch", args.rounds)
 
 
-async def run(base: str, n_requests: int, rounds: int = 1, search_latency: bool = True) -> None:
+def embedding_inputs(count: int) -> list[tuple[str, list[str]]]:
+    """The three kinds of one-text request, `count` of each."""
+    paragraphs = linux_doc_paragraphs(count)
+    return [("sentence (STS-B)", sts_sentences(count)),
+            ("first 12 words of a paragraph", [" ".join(t.split()[:12]) for t in paragraphs]),
+            ("paragraph (200-1500 chars)", paragraphs)]
+
+
+def encoder_ceiling(kinds, backend: str, rounds: int) -> None:
+    """What batching can gain at most, without HTTP: the encoder in this process, one text
+    per call vs batches of 16 and 32 (32 clients never make a batch larger than 32)."""
+    from embedder import Encoder
+
+    encoder = Encoder.load("default", backend=backend)
+    encoder.encode(kinds[0][1][:32])  # warm up
+    rows = []
+    for label, texts in kinds:
+        best = {}
+        for size in (1, 16, 32):
+            times = []
+            for _ in range(rounds):
+                started = time.perf_counter()
+                for i in range(0, len(texts), size):
+                    encoder.encode_detailed(texts[i:i + size])
+                times.append(time.perf_counter() - started)
+            best[size] = min(times)
+        rows += [[label, size, len(texts) / best[size], best[1] / best[size]]
+                 for size in (1, 16, 32)]
+    print()
+    print_table([f"in-process encoder ({backend}), no HTTP", "texts per call", "texts/s",
+                 "ratio"], rows)
+
+
+async def run(base: str, kinds, rounds: int = 1, search_latency: bool = True) -> None:
     import aiohttp
 
     connector = aiohttp.TCPConnector(limit=64)
@@ -85,9 +123,9 @@ async def run(base: str, n_requests: int, rounds: int = 1, search_latency: bool 
         stats = (await http.get("/stats"))[1]
         print(f"index: {stats['index']['documents']} documents, "
               f"{stats['index']['passages']} passages", flush=True)
-        passages = linux_doc_paragraphs(n_requests + 200)
-        queries = [" ".join(p.split()[:10]) for p in passages[n_requests:]]
-        texts = passages[:n_requests]
+        n_requests = len(kinds[0][1])
+        queries = [" ".join(p.split()[:10])
+                   for p in linux_doc_paragraphs(n_requests + 200)[n_requests:]]
 
         async def search(query):
             started = time.perf_counter()
@@ -109,10 +147,7 @@ async def run(base: str, n_requests: int, rounds: int = 1, search_latency: bool 
             ])
 
         rows = []
-        short = [" ".join(t.split()[:12]) for t in texts]
-        for label, inputs in (("sentence (STS-B)", sts_sentences(n_requests)),
-                              ("first 12 words of a paragraph", short),
-                              ("paragraph (200-1500 chars)", texts)):
+        for label, inputs in kinds:
             sequential = concurrent = float("inf")
             for _ in range(rounds):  # best of `rounds`, taking turns
                 started = time.perf_counter()

@@ -1,10 +1,11 @@
 """Dynamic batching: concurrent requests share forward passes of the encoder.
 
 Requests put their texts on a queue and await a future. One worker collects texts from
-requests that arrive within a short window after it was idle, or while its last batch ran
-(up to a text and token budget), encodes them
-in one `encode_detailed` call on a dedicated thread — so the event loop never blocks — and
-hands each request its rows. Requests with different pooling/normalisation go in different
+requests that arrive while its last batch ran, or within a short window after it was idle
+(up to a text and token budget), encodes them in one `encode_detailed` call on a dedicated
+thread — so the event loop never blocks — and hands each request its rows. The window opens
+only while requests come together (the last batch served several, or more were waiting):
+a lone client's requests go straight through instead of each waiting for company. Requests with different pooling/normalisation go in different
 batches. A full queue refuses new work (`QueueFullError`) instead of growing without bound.
 """
 
@@ -57,6 +58,7 @@ class EmbeddingBatcher:
         self.worker: asyncio.Task | None = None
         self.thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="encoder")
         self.batches = 0  # forward calls made, for /stats and tests
+        self.together = True  # requests came together lately: worth waiting for company
 
     def start(self) -> None:
         self.wakeup = asyncio.Event()
@@ -96,10 +98,12 @@ class EmbeddingBatcher:
         while True:
             await self.wakeup.wait()
             self.wakeup.clear()
-            await asyncio.sleep(self.wait)  # idle until now: let concurrent requests join
+            if self.together:  # idle until now: let concurrent requests join
+                await asyncio.sleep(self.wait)
             while self.pending:
                 # what arrived while the last batch ran has waited already: no new window
                 jobs = self._take_batch()
+                self.together = len(jobs) > 1 or bool(self.pending)
                 await self._encode(jobs)
 
     def _take_batch(self) -> list[_Job]:

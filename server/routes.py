@@ -32,7 +32,8 @@ from .services import Services
 from .settings import ServerSettings
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async: FastAPI would run a plain function on a worker thread, for every request
     return request.app.state.services
 
 

@@ -3,6 +3,7 @@
 import base64
 import shutil
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -171,6 +172,15 @@ def test_concurrent_requests_share_batches(encoder, index_dir):
     assert batches < len(texts) / 2, batches
     got = np.array([results[i]["data"][0]["embedding"] for i in range(len(texts))])
     assert np.allclose(got, encoder.encode(texts), atol=1e-5)  # each got its own row
+
+
+def test_a_lone_client_does_not_wait_for_company(encoder, index_dir):
+    with client_for(encoder, index_dir=str(index_dir), batch_wait_ms=2_000) as c:
+        c.post("/v1/embeddings", json={"input": "warm up"})  # may wait: nothing known yet
+        for i in range(3):
+            started = time.perf_counter()
+            assert c.post("/v1/embeddings", json={"input": f"query {i}"}).status_code == 200
+            assert time.perf_counter() - started < 1.0  # far below the 2 s window
 
 
 def test_live_index_updates_without_restart(encoder, tmp_path, sample_docs):
