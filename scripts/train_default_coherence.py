@@ -95,7 +95,8 @@ def run_config(args, steps: int) -> PretrainConfig:
     data = Path(args.data)
     return PretrainConfig(
         corpus=[str(data / "prose"), str(data / "linux-docs")], out=args.work,
-        base_model=args.start_from or "default", mlm=False, negatives=HARD_NEGATIVES, trim="continuation",
+        base_model=args.start_from or "default", mlm=False, negatives=HARD_NEGATIVES,
+        trim="continuation",
         freeze_layers=4, lora_rank=args.lora_rank, max_length=128,
         batch_size=args.batch_size, steps=steps, lr=args.lr, warmup=0.06,
         eval_every=max(250, steps // 8), eval_pairs=args.eval_pairs,

@@ -5,8 +5,9 @@ requests that arrive while its last batch ran, or within a short window after it
 (up to a text and token budget), encodes them in one `encode_detailed` call on a dedicated
 thread — so the event loop never blocks — and hands each request its rows. The window opens
 only while requests come together (the last batch served several, or more were waiting):
-a lone client's requests go straight through instead of each waiting for company. Requests with different pooling/normalisation go in different
-batches. A full queue refuses new work (`QueueFullError`) instead of growing without bound.
+a lone client's requests go straight through instead of each waiting for company. Requests
+with different pooling/normalisation go in different batches. A full queue refuses new work
+(`QueueFullError`) instead of growing without bound.
 """
 
 from __future__ import annotations
