@@ -31,10 +31,10 @@ from .lora import add_lora, lora_state, merged_state_dict, restore_lora, seed_lo
 from .masking import IGNORE, mask_tokens
 from .models import resolve_model_path
 from .pairs import NegativeMix, NspPair, PairBuilder, hf_next_sentence_label
+from .prefetch import prefetch
 from .training import (
     adamw_with_schedule,
     autocast,
-    prefetched,
     recover_folder,
     replace_folder,
     rng_state,
@@ -418,7 +418,7 @@ def pretrain(config: PretrainConfig, *, resume: bool = False,
     pairs = iter(PairStream(config, tokenizer))
     for _ in range(step * config.grad_accum * config.batch_size):
         next(pairs)  # skip what the interrupted run already used
-    batches = prefetched(_cpu_batches(pairs, tokenizer, config, step * config.grad_accum))
+    batches = prefetch(_cpu_batches(pairs, tokenizer, config, step * config.grad_accum))
     if state is not None:
         set_rng_state(state["rng"])  # dropout continues as if never interrupted
 

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import random
 import shutil
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -93,38 +90,3 @@ def recover_folder(target: Path) -> None:
     if not target.exists() and old.exists():
         os.replace(old, target)
 
-
-def prefetched(items: Iterator, depth: int = 4) -> Iterator:
-    """Yield from `items`, produced ahead on a background thread (tokenising and collating
-    overlap the model's step). Order is kept; an error in `items` is raised here. The thread
-    stops once this generator is closed or garbage-collected."""
-    slots: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        slots.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            slots.put((done, None))
-        except Exception as exc:  # handed to the consumer
-            slots.put((done, exc))
-
-    threading.Thread(target=produce, daemon=True, name="prefetch").start()
-    try:
-        while True:
-            item, error = slots.get()
-            if error is not None:
-                raise error
-            if item is done:
-                return
-            yield item
-    finally:
-        stop.set()

@@ -9,12 +9,12 @@ crash loses at most the batch in flight; the FAISS file is brought up to date at
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from queue import Full, Queue
+
+from embedder.prefetch import prefetch
 
 from .chunking import Chunk, ChunkSettings, chunk_text
 from .documents import (
@@ -169,8 +169,8 @@ def _sync(store, root, encoder, settings, chunk, report, include, exclude, max_f
     batch = _Batch(store, str(root), encoder, report)
     # Reading, hashing and chunking (tokenising) run one file ahead on a worker thread,
     # so the model never waits for them; all writes stay on this thread.
-    prepared = prefetch(_prepare(file, known.get(file.relpath), encoder, chunk)
-                        for file in found)
+    prepared = prefetch((_prepare(file, known.get(file.relpath), encoder, chunk)
+                         for file in found), depth=64)
     for done, (file, stored, outcome) in enumerate(prepared, 1):
         _apply(file, stored, outcome, store, batch, report)
         if batch.passages >= batch_passages:
@@ -212,48 +212,6 @@ def _apply(file: FoundFile, stored, outcome, store: Store, batch, report) -> Non
     else:
         digest, chunks = outcome
         batch.add(file, digest, chunks, changed=stored is not None)
-
-
-def prefetch(items: Iterator, depth: int = 64) -> Iterator:
-    """Iterate `items` on a worker thread, up to `depth` ahead of the consumer.
-
-    Exceptions raised while producing are re-raised to the consumer; if the consumer stops
-    early, the worker stops too.
-    """
-    queue: Queue = Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def put(entry) -> bool:
-        while not stop.is_set():
-            try:
-                queue.put(entry, timeout=0.1)
-                return True
-            except Full:
-                continue
-        return False
-
-    def produce():
-        try:
-            for item in items:
-                if not put((item, None)):
-                    return
-            put((done, None))
-        except BaseException as exc:  # handed over to the consumer, not swallowed
-            put((done, exc))
-
-    worker = threading.Thread(target=produce, name="bertsearch-prefetch", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item, error = queue.get()
-            if item is done:
-                if error is not None:
-                    raise error
-                return
-            yield item
-    finally:
-        stop.set()
 
 
 def chunk_document(text: str, encoder: TextEncoder, chunk: ChunkSettings) -> list[Chunk]:

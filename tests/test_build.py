@@ -1,7 +1,6 @@
 """build_index and Index with the real default model on real folders in tmp_path."""
 
 import shutil
-import time
 
 import numpy as np
 import pytest
@@ -215,26 +214,3 @@ def test_neighbours(docs, tmp_path, encoder):
         assert [h.ordinal for h in around] == list(range(max(0, hit.ordinal - 1),
                                                          hit.ordinal + len(around) -
                                                          min(1, hit.ordinal)))
-
-
-def test_prefetch_keeps_order_passes_errors_and_stops_early():
-    import threading
-
-    from indexer.build import prefetch
-
-    assert list(prefetch(iter(range(500)), depth=4)) == list(range(500))
-
-    def failing():
-        yield 1
-        raise ValueError("bad file")
-
-    got = []
-    with pytest.raises(ValueError, match="bad file"):
-        for item in prefetch(failing()):
-            got.append(item)
-    assert got == [1]
-    stream = prefetch(iter(range(10_000)), depth=2)
-    assert next(stream) == 0
-    stream.close()  # the consumer stops: the worker must not hang
-    time.sleep(0.3)
-    assert not [t for t in threading.enumerate() if t.name == "bertsearch-prefetch"]

@@ -114,31 +114,6 @@ def test_cli_pretrain_with_adapters(toy_corpus, tmp_path):  # noqa: F811
     assert len(state["lora"]) == 12
 
 
-def test_prefetched_keeps_order_raises_errors_and_stops():
-    import threading
-
-    from embedder.training import prefetched
-
-    assert list(prefetched(iter(range(50)), depth=3)) == list(range(50))
-
-    def failing():
-        yield 1
-        raise ValueError("corpus went away")
-
-    stream = prefetched(failing())
-    assert next(stream) == 1
-    with pytest.raises(ValueError, match="corpus went away"):
-        next(stream)
-
-    before = set(threading.enumerate())
-    endless = prefetched(iter(int, 1), depth=2)  # int() forever
-    next(endless)
-    (producer,) = [t for t in set(threading.enumerate()) - before if t.name == "prefetch"]
-    endless.close()
-    producer.join(timeout=2)
-    assert not producer.is_alive()
-
-
 def test_training_continues_from_the_packaged_coherence_delta(toy_corpus, tmp_path):
     from embedder.coherence import PACKAGED_COHERENCE, export_delta, load_delta
     from embedder.errors import EmbedderError
