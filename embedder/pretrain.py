@@ -147,53 +147,49 @@ class PretrainResult:
 # -- model ----------------------------------------------------------------------------------
 
 def load_for_pretraining(config: PretrainConfig, device: str):
-    """A `BertForPreTraining` and its tokenizer: continued from `base_model` or new."""
+    """A `BertForPreTraining` and its tokenizer: continued from `base_model` (a model folder,
+    or a coherence delta whose LoRA factors seed the adapters) or new."""
     from transformers import AutoTokenizer, BertConfig, BertForPreTraining
 
+    factors = {}
     if config.base_model is not None and _is_delta(config.base_model):
-        return _load_delta_for_pretraining(config, device)
-    source = config.base_model if config.base_model is not None else config.tokenizer
-    path = resolve_model_path(source)
-    with quiet_hf_loading():
-        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        if config.base_model is None:
-            size = config.size
-            model = BertForPreTraining(BertConfig(
-                vocab_size=len(tokenizer), hidden_size=size.hidden_size,
-                num_hidden_layers=size.layers, num_attention_heads=size.heads,
-                intermediate_size=size.intermediate_size,
-                max_position_embeddings=max(512, config.max_length)))
-        else:
-            model = BertForPreTraining.from_pretrained(str(path), local_files_only=True,
-                                                       dtype=torch.float32)
+        from .coherence import read_delta
+
+        model, tokenizer, _, factors = read_delta(Path(config.base_model).expanduser())
+    else:
+        source = config.base_model if config.base_model is not None else config.tokenizer
+        path = resolve_model_path(source)
+        with quiet_hf_loading():
+            tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+            if config.base_model is None:
+                size = config.size
+                model = BertForPreTraining(BertConfig(
+                    vocab_size=len(tokenizer), hidden_size=size.hidden_size,
+                    num_hidden_layers=size.layers, num_attention_heads=size.heads,
+                    intermediate_size=size.intermediate_size,
+                    max_position_embeddings=max(512, config.max_length)))
+            else:
+                model = BertForPreTraining.from_pretrained(str(path), local_files_only=True,
+                                                           dtype=torch.float32)
     freeze_bottom(model, config.freeze_layers)
     if config.lora_rank:
         add_lora(model, range(config.freeze_layers), config.lora_rank)
-    return model.to(device), tokenizer
-
-
-def _load_delta_for_pretraining(config: PretrainConfig, device: str):
-    """Continue training a coherence delta (the packaged default, or a `coherence train`
-    output): its full tensors loaded, its LoRA factors put back into trainable adapters of
-    the same frozen layers, so the exported change keeps its rank."""
-    from .coherence import read_delta
-
-    model, tokenizer, _, factors = read_delta(Path(config.base_model).expanduser())
-    freeze_bottom(model, config.freeze_layers)
     if factors:
-        rank = max(b.shape[1] for b, _ in factors.values())
-        if config.lora_rank < rank:
-            raise EmbedderError(
-                f"'{config.base_model}' was trained with LoRA adapters of rank {rank}; "
-                f"continue it with a LoRA rank of at least {rank}.")
-        add_lora(model, range(config.freeze_layers), config.lora_rank)
-        try:
-            seed_lora(model, factors)
-        except ValueError as exc:
-            raise EmbedderError(f"Cannot continue '{config.base_model}': {exc}.") from exc
-    elif config.lora_rank:
-        add_lora(model, range(config.freeze_layers), config.lora_rank)
+        _continue_adapters(model, factors, config)
     return model.to(device), tokenizer
+
+
+def _continue_adapters(model, factors: dict, config: PretrainConfig) -> None:
+    """Put a delta's low-rank factors into the fresh adapters, so the change keeps its rank."""
+    rank = max(b.shape[1] for b, _ in factors.values())
+    if config.lora_rank < rank:
+        raise EmbedderError(
+            f"'{config.base_model}' was trained with LoRA adapters of rank {rank}; "
+            f"continue it with a LoRA rank of at least {rank}.")
+    try:
+        seed_lora(model, factors)
+    except ValueError as exc:
+        raise EmbedderError(f"Cannot continue '{config.base_model}': {exc}.") from exc
 
 
 def _is_delta(model: str) -> bool:
@@ -424,20 +420,22 @@ def pretrain(config: PretrainConfig, *, resume: bool = False,
 
     model.train()
     losses: list[float] = []
-    while step < config.steps:
-        totals = _train_step(model, optimizer, scheduler, batches, config, device)
-        step += 1
-        losses.append(totals["loss"])
-        if progress:
-            progress(_step_metrics(step, config, totals, scheduler))
-        if eval_batches and (step % config.eval_every == 0 or step == config.steps):
-            metrics = evaluate(model, eval_batches, config, step)
-            history.append(dataclasses.asdict(metrics))
-            if on_eval:
-                on_eval(metrics)
-        if step % config.save_every == 0 or step == config.steps:
-            save_checkpoint(out, model, tokenizer, optimizer, scheduler, config, step, history)
-    batches.close()
+    try:
+        while step < config.steps:
+            totals = _train_step(model, optimizer, scheduler, batches, config, device)
+            step += 1
+            losses.append(totals["loss"])
+            if progress:
+                progress(_step_metrics(step, config, totals, scheduler))
+            if eval_batches and (step % config.eval_every == 0 or step == config.steps):
+                metrics = evaluate(model, eval_batches, config, step)
+                history.append(dataclasses.asdict(metrics))
+                if on_eval:
+                    on_eval(metrics)
+            if step % config.save_every == 0 or step == config.steps:
+                save_checkpoint(out, model, tokenizer, optimizer, scheduler, config, step, history)
+    finally:
+        batches.close()  # stops the prefetch thread, also when a step fails
     return PretrainResult(out, step, losses, [EvalMetrics(**h) for h in history],
                           time.perf_counter() - started)
 
