@@ -40,7 +40,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from embedder.coherence import PACKAGED_COHERENCE, export_delta  # noqa: E402
+from embedder.coherence import INFO_FILE, PACKAGED_COHERENCE, export_delta  # noqa: E402
 from embedder.pairs import HARD_NEGATIVES  # noqa: E402
 from embedder.pretrain import PretrainConfig, pretrain  # noqa: E402
 
@@ -96,8 +96,7 @@ def run_config(args, steps: int) -> PretrainConfig:
     return PretrainConfig(
         corpus=[str(data / "prose"), str(data / "linux-docs")], out=args.work,
         base_model=args.start_from or "default", mlm=False, negatives=HARD_NEGATIVES,
-        trim="continuation",
-        freeze_layers=4, lora_rank=args.lora_rank, max_length=128,
+        trim="continuation", freeze_layers=4, lora_rank=args.lora_rank, max_length=128,
         batch_size=args.batch_size, steps=steps, lr=args.lr, warmup=0.06,
         eval_every=max(250, steps // 8), eval_pairs=args.eval_pairs,
         save_every=max(100, steps // 4), shuffle_buffer=10_000, seed=0)
@@ -105,7 +104,7 @@ def run_config(args, steps: int) -> PretrainConfig:
 
 def starting_point(folder: Path) -> dict:
     """What a continued run started from (DIR in its command): that delta's own record."""
-    info = json.loads((folder / "info.json").read_text())
+    info = json.loads((folder / INFO_FILE).read_text())
     keys = ("command", "trained_steps", "training_seconds", "trained_over", "started_from")
     return {key: info[key] for key in keys if key in info}
 
@@ -136,7 +135,7 @@ def probe_steps(args, probe: int = 120, skip: int = 20) -> int:
 def adopt(source: Path, target: Path) -> None:
     """Take in a delta exported over a copy of the encoder that differs only by rounding:
     check it loads and scores here, then record this machine's encoder as its base."""
-    from embedder.coherence import DELTA_FILE, INFO_FILE, CoherenceScorer, load_base
+    from embedder.coherence import DELTA_FILE, CoherenceScorer, load_base
     from embedder.models import weights_fingerprint
 
     info = json.loads((source / INFO_FILE).read_text())
