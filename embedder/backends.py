@@ -40,13 +40,30 @@ def cache_dir() -> Path:
 
 
 class TorchBackend:
-    """The PyTorch model itself: exact."""
+    """The PyTorch model itself: exact. A plain BERT in eval mode runs packed, without
+    padding (`packed.py`); `packs` says whether it does."""
 
     name = "torch"
 
     def __init__(self, model, device: str):
+        from .packed import can_pack
+
         self.model = model
         self.device = device
+        self._packable = can_pack(model)
+
+    @property
+    def packs(self) -> bool:
+        return self._packable and not self.model.training  # the packed pass has no dropout
+
+    def packed(self, batch):
+        """Last hidden states of a `PackedBatch`, `(tokens, hidden)`."""
+        import torch
+
+        from .packed import packed_hidden_states
+
+        with torch.inference_mode():
+            return packed_hidden_states(self.model, batch)
 
     def __call__(self, input_ids, attention_mask, token_type_ids):
         import torch
@@ -59,6 +76,8 @@ class TorchBackend:
 
 class OnnxBackend:
     """An ONNX Runtime session over an exported model (fp32 optimised, or int8)."""
+
+    packs = False
 
     def __init__(self, path: Path, name: str, threads: int | None = None):
         import onnxruntime as ort

@@ -1,8 +1,9 @@
 """The encoder: texts in, L2-normalised float32 embeddings out, pooled by mean or `[CLS]`.
 
 A thin, fast layer over a Hugging Face `BertModel`: inputs are tokenized once (in Rust),
-sorted by token length so each batch pads as little as possible, run without autograd,
-pooled, normalised and put back in the caller's order. Texts longer than the model's limit
+sorted by token length, run without autograd — packed end to end without padding on the
+torch backend (`packed.py`), padded in batches of similar length on ONNX Runtime — pooled,
+normalised and put back in the caller's order. Texts longer than the model's limit
 are truncated and *reported* (`encode_detailed().truncated`, and a `TruncationWarning`
 from `encode`), never silently.
 """
@@ -29,14 +30,17 @@ from .models import (
     resolve_model_path,
     weights_fingerprint,
 )
+from .packed import PackedBatch, pool_packed
+from .planning import fill_batches, plan_batches
 
 POOLINGS = ("mean", "cls")
 
 
-# padded tokens per forward pass; see `Encoder.encode`
+# tokens per forward pass; see `Encoder.encode`
 MAX_BATCH_TOKENS = 1024
-# what one forward pass costs beyond its tokens, in tokens' worth of compute: ~10 ms against
-# ~0.16 ms a token for the default encoder on CPU (torch; ONNX Runtime int8 ~2.5 / 0.07)
+# what one padded forward pass costs beyond its tokens, in tokens' worth of compute: ~10 ms
+# against ~0.16 ms a token for the default encoder on CPU (torch padded; ONNX Runtime int8
+# ~2.5 / 0.07)
 FORWARD_OVERHEAD_TOKENS = 48
 
 
@@ -184,11 +188,12 @@ class Encoder:
                 default: the encoder's.
             normalize: L2-normalise each vector (default: yes), so inner product = cosine.
             batch_size: most texts per forward pass.
-            max_batch_tokens: most padded tokens per forward pass: texts are sorted by
-                length, so short texts go in large batches and long ones in small. The
-                default, 1,024, was fastest on CPU for every backend (bench/embed.py
-                --budgets): larger batches of long texts fall out of cache. Within these
-                budgets, `plan_batches` splits where padding would cost more than a pass.
+            max_batch_tokens: most tokens per forward pass (real tokens when packed, padded
+                ones on ONNX Runtime): texts are sorted by length, so short texts go in
+                large batches and long ones in small. The default, 1,024, was fastest on
+                CPU for every backend when all were padded (bench/embed.py --budgets):
+                larger batches of long texts fall out of cache. Padded passes are split
+                further where padding would cost more than another pass (`plan_batches`).
 
         Returns:
             float32 array `(len(texts), dimension)` in the input order.
@@ -220,22 +225,33 @@ class Encoder:
         counts = [len(ids) + 2 for ids in token_ids]
         out = np.zeros((len(token_ids), self.dimension), dtype=np.float32)
         order = sorted(range(len(token_ids)), key=lambda i: -counts[i])  # longest first
-        for batch in plan_batches(order, counts, batch_size, max_batch_tokens,
-                                  self.max_seq_length):
-            packed = [pack_inputs(token_ids[i], None, self.special, self.max_seq_length)
+        for batch in self._plan(order, counts, batch_size, max_batch_tokens):
+            inputs = [pack_inputs(token_ids[i], None, self.special, self.max_seq_length)
                       for i in batch]
-            out[batch] = self._forward(packed, pooling, normalize)
+            out[batch] = self._forward(inputs, pooling, normalize)
         truncated = [i for i, n in enumerate(counts) if n > self.max_seq_length]
         return Encoded(out, counts, truncated)
 
-    def _forward(self, packed: list[PairInputs], pooling: str, normalize: bool) -> np.ndarray:
+    def _plan(self, order: list[int], counts: list[int], batch_size: int,
+              max_tokens: int) -> list[list[int]]:
+        """Forward passes: packed ones cost their real tokens, so each is filled to the
+        budgets; padded ones are split where padding would cost more than another pass."""
+        if self._runner.packs:
+            return fill_batches(order, counts, batch_size, max_tokens, self.max_seq_length)
+        return plan_batches(order, counts, batch_size, max_tokens, self.max_seq_length,
+                            overhead=FORWARD_OVERHEAD_TOKENS)
+
+    def _forward(self, inputs: list[PairInputs], pooling: str, normalize: bool) -> np.ndarray:
         import torch
 
-        width = max(len(p) for p in packed)
-        tensors = collate(packed, width, self.special.pad)
         with torch.inference_mode():
-            hidden = self._runner(**tensors)  # (batch, seq, hidden)
-            vectors = pool(hidden, tensors["attention_mask"].to(hidden.device), pooling)
+            if self._runner.packs:
+                batch = PackedBatch.of(inputs, self.device)
+                vectors = pool_packed(self._runner.packed(batch), batch, pooling)
+            else:
+                tensors = collate(inputs, max(len(p) for p in inputs), self.special.pad)
+                hidden = self._runner(**tensors)  # (batch, seq, hidden)
+                vectors = pool(hidden, tensors["attention_mask"].to(hidden.device), pooling)
             if normalize:
                 vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
         return vectors.float().cpu().numpy()
@@ -256,36 +272,6 @@ class Encoder:
         return (f"Encoder(name={self.name!r}, dimension={self.dimension}, "
                 f"pooling={self.pooling!r}, max_seq_length={self.max_seq_length}, "
                 f"backend={self.backend_name!r})")
-
-
-def plan_batches(order: list[int], counts: list[int], batch_size: int, max_tokens: int,
-                 limit: int) -> list[list[int]]:
-    """Split `order` (indices sorted longest first) into consecutive forward passes.
-
-    Each pass costs about `FORWARD_OVERHEAD_TOKENS` plus its padded tokens (texts x the
-    longest text's width). Packing every short text into one pass wastes ~40 % of it on
-    padding when lengths vary (a typical batch of sentences); one pass per text pays the
-    overhead each time. Dynamic programming over the sorted lengths finds the cheapest split,
-    within `batch_size` texts and `max_tokens` padded tokens a pass (a text longer than the
-    budget goes alone). O(len(order) x batch_size).
-    """
-    widths = [min(counts[i], limit) for i in order]
-    n = len(widths)
-    cost = [0.0] + [float("inf")] * n  # cost[j]: cheapest plan for the first j texts
-    start = [0] * (n + 1)
-    for j in range(1, n + 1):
-        for i in range(j - 1, max(0, j - batch_size) - 1, -1):
-            width = widths[i]  # the longest of order[i:j]
-            if j - i > 1 and (j - i) * width > max_tokens:
-                break  # wider batches only grow from here
-            total = cost[i] + FORWARD_OVERHEAD_TOKENS + (j - i) * width
-            if total < cost[j]:
-                cost[j], start[j] = total, i
-    plan, j = [], n
-    while j > 0:
-        plan.append(order[start[j]:j])
-        j = start[j]
-    return plan[::-1]
 
 
 def collate(packed: list[PairInputs], width: int, pad_id: int, device: str = "cpu") -> dict:

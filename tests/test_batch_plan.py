@@ -2,12 +2,14 @@
 
 import random
 
-from embedder.encoder import FORWARD_OVERHEAD_TOKENS, plan_batches
+from embedder.encoder import FORWARD_OVERHEAD_TOKENS
+from embedder.planning import plan_batches
 
 
 def plan(counts, batch_size=64, max_tokens=1024, limit=256):
     order = sorted(range(len(counts)), key=lambda i: -counts[i])
-    return order, plan_batches(order, counts, batch_size, max_tokens, limit)
+    return order, plan_batches(order, counts, batch_size, max_tokens, limit,
+                               overhead=FORWARD_OVERHEAD_TOKENS)
 
 
 def padded_cost(batches, counts, limit=256):

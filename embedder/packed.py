@@ -1,0 +1,155 @@
+"""Padding-free BERT inference: the texts of a batch packed end to end, no padding.
+
+A padded batch computes every layer for `texts x longest text` positions; for sentences of
+mixed length a third or more of that is padding (bench/RESULTS.md). Here the token vectors
+of all texts sit in one `(tokens, hidden)` matrix, so the linear layers — most of the
+compute — run on real tokens only. Attention is the one step that needs each text apart:
+texts are gathered into small padded groups of similar length (`planning.plan_batches`),
+attended, and scattered back.
+
+The layers are the Hugging Face modules of the loaded `BertModel`, called one by one in
+`BertLayer`'s order; results match its padded forward pass to float rounding (tested).
+Models that change that recipe (other classes, decoders, cross-attention) are not packed:
+`can_pack` says so and the encoder pads them as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .inputs import PairInputs
+from .planning import plan_batches
+
+# what one attention group costs beyond its padded tokens (measured on CPU with MiniLM:
+# 0 and 64 were both slower than 16 for batches of mixed-length texts)
+ATTENTION_GROUP_OVERHEAD_TOKENS = 16
+MAX_GROUP_TEXTS = 32
+
+
+def can_pack(model) -> bool:
+    """Whether `model` is a plain Hugging Face BERT encoder that `packed_hidden_states`
+    computes exactly (its own classes, absolute positions, no decoder parts)."""
+    from transformers.models.bert import modeling_bert as bert
+
+    config = model.config
+    return (type(model) is bert.BertModel
+            and type(model.embeddings) is bert.BertEmbeddings
+            and all(type(layer) is bert.BertLayer
+                    and type(layer.attention.self) is bert.BertSelfAttention
+                    for layer in model.encoder.layer)
+            and not config.is_decoder and not config.add_cross_attention
+            and getattr(config, "position_embedding_type", "absolute") == "absolute")
+
+
+@dataclass
+class AttentionGroup:
+    """Texts attended together: tokens `start:end` of the packed batch, padded to `width`."""
+
+    start: int
+    end: int
+    texts: int
+    width: int
+    slots: object  # (tokens,) positions of the real tokens in the (texts * width) layout
+    mask: object  # (texts, 1, 1, width) True where a key is real; None when none is padding
+
+
+@dataclass
+class PackedBatch:
+    """Texts packed end to end: flat `(tokens,)` id tensors plus where each text is."""
+
+    input_ids: object
+    token_type_ids: object
+    position_ids: object
+    lengths: list[int]
+    groups: list[AttentionGroup]
+
+    @classmethod
+    def of(cls, inputs: list[PairInputs], device: str = "cpu") -> PackedBatch:
+        """Pack unpadded inputs (best sorted longest first: groups are consecutive texts)."""
+        import torch
+
+        lengths = [len(p) for p in inputs]
+
+        def flat(field):
+            return torch.tensor([t for p in inputs for t in getattr(p, field)], device=device)
+
+        return cls(flat("input_ids"), flat("token_type_ids"), flat("position_ids"), lengths,
+                   _attention_groups(lengths, device))
+
+    def text_ids(self):
+        """`(tokens,)` index of the text each token belongs to."""
+        import torch
+
+        device = self.input_ids.device
+        return torch.repeat_interleave(torch.arange(len(self.lengths), device=device),
+                                       torch.tensor(self.lengths, device=device))
+
+
+def _attention_groups(lengths: list[int], device) -> list[AttentionGroup]:
+    import torch
+
+    plan = plan_batches(list(range(len(lengths))), lengths, MAX_GROUP_TEXTS,
+                        max_tokens=2**62, limit=2**62, overhead=ATTENTION_GROUP_OVERHEAD_TOKENS)
+    groups, start = [], 0
+    for members in plan:
+        sizes = torch.tensor([lengths[i] for i in members], device=device)
+        width = int(sizes.max())
+        real = torch.arange(width, device=device)[None, :] < sizes[:, None]  # (texts, width)
+        end = start + int(sizes.sum())
+        groups.append(AttentionGroup(
+            start, end, len(members), width, real.reshape(-1).nonzero().squeeze(1),
+            None if bool(real.all()) else real[:, None, None, :]))
+        start = end
+    return groups
+
+
+def packed_hidden_states(model, batch: PackedBatch):
+    """The last hidden states of every token, `(tokens, hidden)`: `BertModel`'s
+    `last_hidden_state` without the padding rows. Call under `torch.inference_mode()` with
+    the model in eval mode (no dropout)."""
+    emb = model.embeddings
+    x = emb.LayerNorm(emb.word_embeddings(batch.input_ids)
+                      + emb.token_type_embeddings(batch.token_type_ids)
+                      + emb.position_embeddings(batch.position_ids))
+    for layer in model.encoder.layer:
+        context = _attention(layer.attention.self, x, batch.groups)
+        x = layer.attention.output.LayerNorm(layer.attention.output.dense(context) + x)
+        inner = layer.intermediate.intermediate_act_fn(layer.intermediate.dense(x))
+        x = layer.output.LayerNorm(layer.output.dense(inner) + x)
+    return x
+
+
+def _attention(attention, x, groups: list[AttentionGroup]):
+    """Multi-head self-attention of each group's texts, back in packed layout."""
+    import torch.nn.functional as F
+
+    heads, size = attention.num_attention_heads, attention.attention_head_size
+    hidden = x.shape[1]
+    projected = [attention.query(x), attention.key(x), attention.value(x)]
+    context = x.new_empty(x.shape)
+    for g in groups:
+        parts = []
+        for tokens in projected:
+            tokens = tokens[g.start:g.end]
+            if g.mask is not None:  # scatter into the padded (texts * width) layout
+                padded = tokens.new_zeros(g.texts * g.width, hidden)
+                padded[g.slots] = tokens
+                tokens = padded
+            parts.append(tokens.view(g.texts, g.width, heads, size).transpose(1, 2))
+        out = F.scaled_dot_product_attention(*parts, attn_mask=g.mask, scale=attention.scaling)
+        out = out.transpose(1, 2).reshape(g.texts * g.width, hidden)
+        context[g.start:g.end] = out if g.mask is None else out[g.slots]
+    return context
+
+
+def pool_packed(hidden, batch: PackedBatch, pooling: str):
+    """One vector per text from packed token vectors: the mean of its tokens (special tokens
+    included, as sentence-transformers does) or its `[CLS]` vector."""
+    import torch
+
+    if pooling == "cls":
+        starts = torch.tensor([0, *batch.lengths[:-1]], device=hidden.device).cumsum(0)
+        return hidden[starts]
+    sums = hidden.new_zeros(len(batch.lengths), hidden.shape[1])
+    sums.index_add_(0, batch.text_ids(), hidden)
+    return sums / torch.tensor(batch.lengths, dtype=hidden.dtype, device=hidden.device)[:, None]
