@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .encoder import collate
 from .errors import InvalidInputError, ModelLoadError
-from .inputs import SpecialTokens, pack_inputs, truncate_for_continuation
+from .inputs import PairInputs, SpecialTokens, pack_inputs, truncate_for_continuation
 from .loading import pick_device, quiet_hf_loading
 from .models import (
     DEFAULT_MODEL,
@@ -31,6 +32,7 @@ from .models import (
     resolve_model_path,
     weights_fingerprint,
 )
+from .packed import PackedBatch, can_pack, packed_hidden_states, pool_packed
 
 PACKAGED_COHERENCE = Path(__file__).parent / "coherence_model"
 DELTA_FILE = "delta.safetensors"
@@ -69,6 +71,7 @@ class CoherenceScorer:
         self.name = name
         self.max_length = max_length
         self.device = device
+        self._packs = can_pack(model.bert)
 
     @classmethod
     def load(cls, model: str | os.PathLike | None = None, *, device: str | None = None,
@@ -108,18 +111,25 @@ class CoherenceScorer:
             packed.append(pack_inputs(ids_a, ids_b, self.special, self.max_length))
         order = sorted(range(len(packed)), key=lambda i: -len(packed[i]))
         out = np.zeros(len(packed))
-        from .encoder import collate
-
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
-            batch = collate([packed[i] for i in chunk], max(len(packed[i]) for i in chunk),
-                            self.special.pad, self.device)
             with torch.inference_mode():
-                pooled = self.model.bert(**batch).pooler_output
-                logits = self.model.cls.seq_relationship(pooled).float()
+                logits = self.model.cls.seq_relationship(
+                    self._pooled([packed[i] for i in chunk])).float()
             # Hugging Face's NSP label 0 means "B follows A"
             out[chunk] = torch.softmax(logits, dim=-1)[:, 0].cpu().numpy()
         return out
+
+    def _pooled(self, inputs: list[PairInputs]):
+        """The pooler's output (tanh of a dense layer over `[CLS]`) for each input: packed
+        without padding for a plain BERT, as the encoder does, else padded."""
+        bert = self.model.bert
+        if self._packs and not self.model.training:
+            batch = PackedBatch.of(inputs, self.device)
+            first = pool_packed(packed_hidden_states(bert, batch), batch, "cls")
+            return bert.pooler.activation(bert.pooler.dense(first))
+        tensors = collate(inputs, max(len(p) for p in inputs), self.special.pad, self.device)
+        return bert(**tensors).pooler_output
 
     def score_matrix(self, passages: Sequence[str]) -> np.ndarray:
         """`m[i, j]` = P(passage j follows passage i); the diagonal is NaN."""

@@ -43,6 +43,17 @@ def test_scores_are_probabilities_deterministic_and_batch_independent(tiny_score
     assert np.allclose(tiny_scorer.scores(pairs[::-1]), scores[::-1], atol=1e-6)
 
 
+def test_scores_are_the_nsp_heads_probabilities_from_transformers(tiny_scorer):
+    pairs = list(itertools.permutations(STORY, 2))
+    inputs = tiny_scorer.tokenizer([a for a, _ in pairs], [b for _, b in pairs],
+                                   padding=True, return_tensors="pt")
+    with torch.inference_mode():  # the padded Hugging Face forward pass, an oracle
+        logits = tiny_scorer.model(**inputs).seq_relationship_logits
+    expected = torch.softmax(logits, dim=-1)[:, 0].numpy()
+    assert tiny_scorer._packs  # the scorer runs packed: the two paths must agree
+    assert np.allclose(tiny_scorer.scores(pairs), expected, atol=1e-5)
+
+
 def test_long_pairs_keep_the_end_of_a_and_the_start_of_b(tiny_scorer):
     head = " ".join(f"alpha{i}" for i in range(200))
     a, b = head + " the end of a", "the start of b " + " ".join(["omega"] * 200)
