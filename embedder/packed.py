@@ -76,14 +76,6 @@ class PackedBatch:
         return cls(flat("input_ids"), flat("token_type_ids"), flat("position_ids"), lengths,
                    _attention_groups(lengths, device))
 
-    def text_ids(self):
-        """`(tokens,)` index of the text each token belongs to."""
-        import torch
-
-        device = self.input_ids.device
-        return torch.repeat_interleave(torch.arange(len(self.lengths), device=device),
-                                       torch.tensor(self.lengths, device=device))
-
 
 def _attention_groups(lengths: list[int], device) -> list[AttentionGroup]:
     import torch
@@ -147,9 +139,13 @@ def pool_packed(hidden, batch: PackedBatch, pooling: str):
     included, as sentence-transformers does) or its `[CLS]` vector."""
     import torch
 
+    device = hidden.device
     if pooling == "cls":
-        starts = torch.tensor([0, *batch.lengths[:-1]], device=hidden.device).cumsum(0)
-        return hidden[starts]
-    sums = hidden.new_zeros(len(batch.lengths), hidden.shape[1])
-    sums.index_add_(0, batch.text_ids(), hidden)
-    return sums / torch.tensor(batch.lengths, dtype=hidden.dtype, device=hidden.device)[:, None]
+        return hidden[torch.tensor([0, *batch.lengths[:-1]], device=device).cumsum(0)]
+    # each row written once, then summed as the padded path does: no atomic adds, so the
+    # result is the same on every run on a GPU too
+    lengths = torch.tensor(batch.lengths, device=device)
+    real = torch.arange(max(batch.lengths), device=device)[None, :] < lengths[:, None]
+    padded = hidden.new_zeros(*real.shape, hidden.shape[1])
+    padded[real] = hidden
+    return padded.sum(dim=1) / lengths[:, None].to(hidden.dtype)
