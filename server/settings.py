@@ -24,5 +24,5 @@ class ServerSettings:
     # dynamic batching
     batch_wait_ms: float = 5.0  # how long the first request of a batch waits for company
     batch_max_texts: int = 128
-    batch_max_tokens: int = 16_384  # padded tokens per forward pass
+    batch_max_tokens: int = 16_384  # estimated tokens per encoder call (it plans the passes)
     max_queued_texts: int = 4_096  # beyond this, requests are refused with 503
