@@ -3,7 +3,9 @@
 Consecutive passages of a document are the positives — with the overlap the chunker gave
 them removed, or B would simply repeat the end of A. Negatives, in equal shares: a passage
 of another document, a passage of the same document that is not next, and a true pair in
-swapped order. Whole documents are held out (about 10 %) to measure before and after.
+swapped order. Whole documents are held out (10 %, at least one) to measure before and after,
+chosen by a hash of their path within the indexed folder: the same split on every run,
+wherever the folder lies.
 """
 
 from __future__ import annotations
@@ -25,10 +27,9 @@ def coherence_pairs(store: Store, *, held_out_share: float = 0.1, seed: int = 0,
     documents = [store.document_passages(doc_id) for doc_id, _, _ in store.iter_documents()]
     documents = [d for d in documents if len(d) >= 2]
     train, held_out = [], []
+    held = held_out_documents([d[0] for d in documents], held_out_share)
     for index, passages in enumerate(documents):
-        held = zlib.crc32(f"{passages[0].root}/{passages[0].path}".encode()) % 100 < \
-            held_out_share * 100
-        target = held_out if held else train
+        target = held_out if index in held else train
         for i in range(len(passages) - 1):
             a, b = passages[i].text, _without_overlap(passages[i], passages[i + 1])
             if not b.strip():
@@ -37,6 +38,19 @@ def coherence_pairs(store: Store, *, held_out_share: float = 0.1, seed: int = 0,
             target.append(_negative(rng, documents, index, i, a, b))
     rng.shuffle(train)
     return train[:max_pairs], held_out[:max_pairs // 4]
+
+
+def held_out_documents(first_passages: list[PassageRow], share: float) -> set[int]:
+    """Indices of the documents to hold out: `share` of them (at least one when there are
+    two or more), those whose relative path hashes lowest — not the folder's absolute path,
+    so the split does not depend on where the documents lie."""
+    if len(first_passages) < 2:
+        return set()
+    count = max(1, round(share * len(first_passages)))
+    ranked = sorted(range(len(first_passages)), key=lambda i: (
+        zlib.crc32(first_passages[i].path.encode()), first_passages[i].path,
+        first_passages[i].root))
+    return set(ranked[:count])
 
 
 def _negative(rng, documents, index, i, a, b) -> TextPair:

@@ -10,8 +10,13 @@ from fastapi.testclient import TestClient
 
 from cli import main
 from indexer import ChunkSettings, build_index
-from indexer.coherence import coherence_model_dir, coherence_pairs, train_index_coherence
-from indexer.store import Store
+from indexer.coherence import (
+    coherence_model_dir,
+    coherence_pairs,
+    held_out_documents,
+    train_index_coherence,
+)
+from indexer.store import PassageRow, Store
 from server import ServerSettings, create_app
 
 STORY = ["My dog is cute.", "He likes playing.", "Every morning we walk to the park."]
@@ -64,6 +69,17 @@ def test_server_coherence_routes(encoder, index_dir):
         found = client.post("/search", json={"query": "river", "k": 3, "coherence": True}).json()
         assert len(found["coherence"]["pair_scores"]) == 2
         assert sorted(found["reading_order"]["order"]) == [0, 1, 2]
+
+
+def test_held_out_documents_are_a_fixed_share_wherever_the_folder_lies():
+    def rows(root, n):
+        return [PassageRow(i, i, root, f"doc{i:03d}.txt", 0, 0, 1, 1, 1, "x") for i in range(n)]
+
+    held = held_out_documents(rows("/data/a", 40), 0.1)
+    assert len(held) == 4
+    assert held_out_documents(rows("/tmp/pytest-106/b", 40), 0.1) == held  # path-independent
+    assert len(held_out_documents(rows("/r", 3), 0.1)) == 1  # at least one to measure on
+    assert held_out_documents(rows("/r", 1), 0.1) == set()
 
 
 def test_pairs_from_an_index_drop_the_overlap(index_dir):
