@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import EmbedderError, InvalidInputError
+from .packed import can_pack, packed_hidden_states
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
 DEFAULT_BACKEND = "torch"
@@ -46,8 +47,6 @@ class TorchBackend:
     name = "torch"
 
     def __init__(self, model, device: str):
-        from .packed import can_pack
-
         self.model = model
         self.device = device
         self._packable = can_pack(model)
@@ -59,8 +58,6 @@ class TorchBackend:
     def packed(self, batch):
         """Last hidden states of a `PackedBatch`, `(tokens, hidden)`."""
         import torch
-
-        from .packed import packed_hidden_states
 
         with torch.inference_mode():
             return packed_hidden_states(self.model, batch)

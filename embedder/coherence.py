@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .encoder import collate
+from .backends import TorchBackend
+from .encoder import pooled_vectors
 from .errors import InvalidInputError, ModelLoadError
 from .inputs import PairInputs, SpecialTokens, pack_inputs, truncate_for_continuation
 from .loading import pick_device, quiet_hf_loading
@@ -32,7 +33,6 @@ from .models import (
     resolve_model_path,
     weights_fingerprint,
 )
-from .packed import PackedBatch, can_pack, packed_hidden_states, pool_packed
 
 PACKAGED_COHERENCE = Path(__file__).parent / "coherence_model"
 DELTA_FILE = "delta.safetensors"
@@ -71,7 +71,7 @@ class CoherenceScorer:
         self.name = name
         self.max_length = max_length
         self.device = device
-        self._packs = can_pack(model.bert)
+        self._runner = TorchBackend(self.model.bert, device)
 
     @classmethod
     def load(cls, model: str | os.PathLike | None = None, *, device: str | None = None,
@@ -121,15 +121,11 @@ class CoherenceScorer:
         return out
 
     def _pooled(self, inputs: list[PairInputs]):
-        """The pooler's output (tanh of a dense layer over `[CLS]`) for each input: packed
-        without padding for a plain BERT, as the encoder does, else padded."""
-        bert = self.model.bert
-        if self._packs and not self.model.training:
-            batch = PackedBatch.of(inputs, self.device)
-            first = pool_packed(packed_hidden_states(bert, batch), batch, "cls")
-            return bert.pooler.activation(bert.pooler.dense(first))
-        tensors = collate(inputs, max(len(p) for p in inputs), self.special.pad, self.device)
-        return bert(**tensors).pooler_output
+        """The pooler's output (tanh of a dense layer over `[CLS]`) for each input, from the
+        encoder's forward pass (packed without padding for a plain BERT)."""
+        first = pooled_vectors(self._runner, inputs, "cls", self.special.pad, self.device)
+        pooler = self.model.bert.pooler
+        return pooler.activation(pooler.dense(first))
 
     def score_matrix(self, passages: Sequence[str]) -> np.ndarray:
         """`m[i, j]` = P(passage j follows passage i); the diagonal is NaN."""

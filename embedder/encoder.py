@@ -245,13 +245,8 @@ class Encoder:
         import torch
 
         with torch.inference_mode():
-            if self._runner.packs:
-                batch = PackedBatch.of(inputs, self.device)
-                vectors = pool_packed(self._runner.packed(batch), batch, pooling)
-            else:
-                tensors = collate(inputs, max(len(p) for p in inputs), self.special.pad)
-                hidden = self._runner(**tensors)  # (batch, seq, hidden)
-                vectors = pool(hidden, tensors["attention_mask"].to(hidden.device), pooling)
+            vectors = pooled_vectors(self._runner, inputs, pooling, self.special.pad,
+                                     self.device)
             if normalize:
                 vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
         return vectors.float().cpu().numpy()
@@ -272,6 +267,18 @@ class Encoder:
         return (f"Encoder(name={self.name!r}, dimension={self.dimension}, "
                 f"pooling={self.pooling!r}, max_seq_length={self.max_seq_length}, "
                 f"backend={self.backend_name!r})")
+
+
+def pooled_vectors(runner, inputs: list[PairInputs], pooling: str, pad_id: int,
+                   device: str):
+    """One pooled vector per input from a backend's last hidden states: packed without
+    padding when the backend can (`runner.packs`), else as one padded batch."""
+    if runner.packs:
+        batch = PackedBatch.of(inputs, device)
+        return pool_packed(runner.packed(batch), batch, pooling)
+    tensors = collate(inputs, max(len(p) for p in inputs), pad_id)
+    hidden = runner(**tensors)  # (batch, seq, hidden)
+    return pool(hidden, tensors["attention_mask"].to(hidden.device), pooling)
 
 
 def collate(packed: list[PairInputs], width: int, pad_id: int, device: str = "cpu") -> dict:

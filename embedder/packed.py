@@ -79,21 +79,27 @@ class PackedBatch:
 
 
 def _attention_groups(lengths: list[int], device) -> list[AttentionGroup]:
-    import torch
 
     plan = plan_batches(list(range(len(lengths))), lengths, MAX_GROUP_TEXTS,
                         max_tokens=2**62, limit=2**62, overhead=ATTENTION_GROUP_OVERHEAD_TOKENS)
     groups, start = [], 0
     for members in plan:
-        sizes = torch.tensor([lengths[i] for i in members], device=device)
-        width = int(sizes.max())
-        real = torch.arange(width, device=device)[None, :] < sizes[:, None]  # (texts, width)
-        end = start + int(sizes.sum())
+        sizes = [lengths[i] for i in members]
+        real = _real_tokens(sizes, device)
+        end = start + sum(sizes)
         groups.append(AttentionGroup(
-            start, end, len(members), width, real.reshape(-1).nonzero().squeeze(1),
+            start, end, len(members), max(sizes), real.reshape(-1).nonzero().squeeze(1),
             None if bool(real.all()) else real[:, None, None, :]))
         start = end
     return groups
+
+
+def _real_tokens(lengths: list[int], device):
+    """`(texts, longest)` mask of the real tokens when texts of these lengths are padded."""
+    import torch
+
+    return (torch.arange(max(lengths), device=device)[None, :]
+            < torch.tensor(lengths, device=device)[:, None])
 
 
 def packed_hidden_states(model, batch: PackedBatch):
@@ -145,8 +151,7 @@ def pool_packed(hidden, batch: PackedBatch, pooling: str):
         return hidden[torch.tensor([0, *batch.lengths[:-1]], device=device).cumsum(0)]
     # each row written once, then summed as the padded path does: no atomic adds, so the
     # result is the same on every run on a GPU too
-    lengths = torch.tensor(batch.lengths, device=device)
-    real = torch.arange(max(batch.lengths), device=device)[None, :] < lengths[:, None]
+    real = _real_tokens(batch.lengths, device)
     padded = hidden.new_zeros(*real.shape, hidden.shape[1])
     padded[real] = hidden
-    return padded.sum(dim=1) / lengths[:, None].to(hidden.dtype)
+    return padded.sum(dim=1) / real.sum(dim=1, keepdim=True).to(hidden.dtype)

@@ -10,11 +10,11 @@ import torch
 from embedder import InvalidInputError, ModelLoadError
 from embedder.coherence import (
     CoherenceScorer,
-    load_base,
     best_path,
     chain_coherence,
     coherence_scores,
     coherent_order,
+    load_base,
     save_delta,
 )
 from embedder.inputs import truncate_for_continuation
@@ -50,7 +50,7 @@ def test_scores_are_the_nsp_heads_probabilities_from_transformers(tiny_scorer):
     with torch.inference_mode():  # the padded Hugging Face forward pass, an oracle
         logits = tiny_scorer.model(**inputs).seq_relationship_logits
     expected = torch.softmax(logits, dim=-1)[:, 0].numpy()
-    assert tiny_scorer._packs  # the scorer runs packed: the two paths must agree
+    assert tiny_scorer._runner.packs  # the scorer runs packed: the two paths must agree
     assert np.allclose(tiny_scorer.scores(pairs), expected, atol=1e-5)
 
 
