@@ -13,6 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 import click
 
 from embedder.errors import BertsearchError
+from indexer.limits import MAX_K
 
 
 def _version() -> str:
@@ -78,9 +79,9 @@ def embed(texts, model, pooling, no_normalize, batch_size, backend):
       cat sentences.txt | bertsearch embed -
     """
     texts = _read_texts(texts)
-    from embedder import Encoder
+    from embedder.resolver import resolve_encoder
 
-    encoder = Encoder.load(model, backend=backend or "torch")
+    encoder = resolve_encoder(model, backend)
     result = encoder.encode_detailed(texts, pooling=pooling, normalize=not no_normalize,
                                      batch_size=batch_size)
     for text, vector in zip(texts, result.embeddings):
@@ -130,7 +131,7 @@ def index(folder, index_dir, model, include, exclude, rebuild, chunk_tokens, ove
     """
     from indexer import ChunkSettings, build_index, encoder_for_index
 
-    encoder = encoder_for_index(index_dir, model, backend)
+    encoder = encoder_for_index(index_dir, model, backend, rebuild=rebuild)
     with _progress_bar(quiet) as progress:
         report = build_index(
             folder, index_dir, encoder, chunk=ChunkSettings(chunk_tokens, overlap),
@@ -146,7 +147,7 @@ def index(folder, index_dir, model, include, exclude, rebuild, chunk_tokens, ove
 @main.command()
 @click.argument("text")
 @index_option
-@click.option("-k", "--top", "k", default=10, show_default=True, type=click.IntRange(1, 1000),
+@click.option("-k", "--top", "k", default=10, show_default=True, type=click.IntRange(1, MAX_K),
               help="How many passages to show.")
 @click.option("--json", "as_json", is_flag=True, help="Print the hits as a JSON array.")
 @click.option("--coherence", "with_coherence", is_flag=True,
@@ -279,9 +280,9 @@ def pretrain(corpus, out, objective, negatives, trim, freeze_layers, lora_rank, 
       bertsearch pretrain ~/texts --out tiny-bert --from-scratch --layers 2 --steps 500
       bertsearch pretrain ~/texts --out my-bert --steps 4000 --resume
     """
-    from embedder.pairs import HARD_NEGATIVES, NegativeMix
-    from embedder.pretrain import ModelSize, PretrainConfig
-    from embedder.pretrain import pretrain as run_pretraining
+    from embedder.training.pairs import HARD_NEGATIVES, NegativeMix
+    from embedder.training.pretrain import ModelSize, PretrainConfig
+    from embedder.training.pretrain import pretrain as run_pretraining
 
     config = PretrainConfig(
         corpus=list(corpus), out=out, mlm=objective == "mlm+nsp", trim=trim,
@@ -412,11 +413,14 @@ def coherence_train(index_dir, steps, batch_size, lr, seed):
     Example:
       bertsearch coherence train --index my-index --steps 300
     """
-    from indexer.coherence import train_index_coherence
+    from embedder.training.coherence import train_coherence
+    from indexer.coherence import coherence_training_set
 
+    data = coherence_training_set(index_dir, seed=seed)
     with _training_bar(steps) as bar:
-        result = train_index_coherence(index_dir, steps=steps, batch_size=batch_size, lr=lr,
-                                       seed=seed, progress=bar.plain_step)
+        result = train_coherence(data.train, data.held_out, data.out, base=data.base,
+                                 steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                                 progress=bar.plain_step)
     click.echo(f"Adapted on {result.train_pairs} pairs in {result.seconds:.0f}s; saved to "
                f"{result.out}.")
     for kind in result.after:
@@ -454,8 +458,8 @@ def finetune(data, out, model, text_column, label_column, epochs, batch_size, lr
       bertsearch finetune reviews.csv --out sentiment --text-column review --label-column stars
       bertsearch classify --model sentiment "What a lovely day!"
     """
-    from embedder.finetune import FinetuneConfig, read_labelled, split_data
-    from embedder.finetune import finetune as run_finetune
+    from embedder.training.finetune import FinetuneConfig, read_labelled, split_data
+    from embedder.training.finetune import finetune as run_finetune
 
     labelled = read_labelled(data, text_column, label_column)
     if eval_path:
@@ -486,7 +490,7 @@ def classify(texts, model, as_json):
     Example:
       bertsearch classify --model sentiment "Great phone, terrible battery."
     """
-    from embedder.finetune import Classifier
+    from embedder.classifier import Classifier
 
     texts = _read_texts(texts)
     classifier = Classifier.load(model)

@@ -40,8 +40,8 @@ def main() -> None:
 
     from embedder import Encoder
     from embedder.coherence import INFO_FILE, PACKAGED_COHERENCE, CoherenceScorer
-    from embedder.pairs import HARD_NEGATIVES
-    from embedder.pretrain import PairStream, PretrainConfig
+    from embedder.training.pairs import HARD_NEGATIVES
+    from embedder.training.pretrain import PairStream, PretrainConfig
 
     scorer = CoherenceScorer.load(args.model, device="cpu")
     encoder = Encoder.load("default", device="cpu")

@@ -32,6 +32,15 @@ def linux_doc_paragraphs(count: int, min_chars: int = 200, max_chars: int = 1500
     return out
 
 
+def cosine_rows(reference, other):
+    """Row-wise cosine similarity of two embedding matrices."""
+    import numpy as np
+
+    a = reference / np.linalg.norm(reference, axis=1, keepdims=True)
+    b = other / np.linalg.norm(other, axis=1, keepdims=True)
+    return (a * b).sum(axis=1)
+
+
 class Timer:
     """`with Timer() as t: ...` then `t.seconds`."""
 

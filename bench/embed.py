@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import warnings
 
-from common import Timer, linux_doc_paragraphs, print_table
+from common import Timer, cosine_rows, linux_doc_paragraphs, print_table
 
 
 def main() -> None:
@@ -32,7 +32,6 @@ def main() -> None:
     from sentence_transformers import SentenceTransformer
 
     from embedder import Encoder, resolve_model_path
-    from embedder.backends import cosine_to
 
     passages = linux_doc_paragraphs(args.passages)
     encoders = {b: Encoder.load("default", device="cpu", backend=b)
@@ -60,7 +59,7 @@ def main() -> None:
     base = min(timings[base_name])
     rows = []
     for name, seconds in timings.items():
-        cosine = cosine_to(outputs[base_name], outputs[name])
+        cosine = cosine_rows(outputs[base_name], outputs[name])
         rows.append([name, min(seconds), len(passages) / min(seconds), tokens / min(seconds),
                      base / min(seconds), float(cosine.mean()), float(cosine.min())])
     print_table(["path", "best s", "passages/s", "tokens/s", "ratio vs ST",

@@ -34,7 +34,7 @@ def load(name: str):
 
 
 def scores(gold, predicted, labels):
-    from embedder.finetune import macro_f1
+    from embedder.training.finetune import macro_f1
 
     accuracy = float(np.mean([g == p for g, p in zip(gold, predicted)]))
     return accuracy, macro_f1(gold, predicted, labels)[0]
@@ -50,7 +50,8 @@ def main() -> None:
     from sklearn.linear_model import LogisticRegression
 
     from embedder import Encoder
-    from embedder.finetune import Classifier, FinetuneConfig, LabelledData, finetune
+    from embedder.classifier import Classifier
+    from embedder.training.finetune import FinetuneConfig, LabelledData, finetune
 
     texts, labels = load("tweets_GroundTruth.txt")
     order = list(range(len(texts)))

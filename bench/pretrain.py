@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=200)
     args = parser.parse_args()
 
-    from embedder.pretrain import (
+    from embedder.training.pretrain import (
         PairStream,
         PretrainConfig,
         evaluate,

@@ -165,8 +165,9 @@ async def run(base: str, kinds, queries: list[str], rounds: int = 1,
             best = {"sequential": float("inf"), "concurrent": float("inf")}
             calls = {"sequential": 0, "concurrent": 0}
             for _ in range(rounds):  # best of `rounds`, taking turns
-                for mode, send in (("sequential", lambda: one_by_one(inputs)),
-                                   ("concurrent", lambda: clients(32, inputs, embed))):
+                for mode, send in (
+                        ("sequential", lambda inputs=inputs: one_by_one(inputs)),
+                        ("concurrent", lambda inputs=inputs: clients(32, inputs, embed))):
                     seconds, batches = await timed(send)
                     best[mode] = min(best[mode], seconds)
                     calls[mode] += batches

@@ -17,8 +17,6 @@ import tempfile
 import threading
 from pathlib import Path
 
-import numpy as np
-
 from .errors import EmbedderError, InvalidInputError
 from .packed import can_pack, packed_hidden_states
 
@@ -126,7 +124,7 @@ def onnx_file(name: str, model, fingerprint: str, config) -> Path:
                 _atomic(quantised, lambda tmp: _quantise(optimised, tmp))
         except ImportError as exc:
             raise EmbedderError(f"The {name} backend needs onnxruntime, onnx and onnxscript: "
-                                f"pip install 'bertsearch[onnx]' ({exc}).") from exc
+                                f"pip install onnxruntime onnx onnxscript ({exc}).") from exc
     return quantised if name == "onnx-int8" else optimised
 
 
@@ -197,9 +195,3 @@ def _atomic(target: Path, write) -> None:
 def _physical_cores() -> int:
     return max(1, (os.cpu_count() or 2))
 
-
-def cosine_to(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """Row-wise cosine similarity of two embedding matrices (for the quality guard)."""
-    a = reference / np.linalg.norm(reference, axis=1, keepdims=True)
-    b = other / np.linalg.norm(other, axis=1, keepdims=True)
-    return (a * b).sum(axis=1)

@@ -26,7 +26,7 @@ from .backends import TorchBackend
 from .encoder import pooled_vectors
 from .errors import InvalidInputError, ModelLoadError
 from .inputs import PairInputs, SpecialTokens, pack_inputs, truncate_for_continuation
-from .loading import pick_device, quiet_hf_loading
+from .loading import load_pretrained, pick_device
 from .models import (
     DEFAULT_MODEL,
     is_packaged_alias,
@@ -39,6 +39,19 @@ DELTA_FILE = "delta.safetensors"
 LORA_A, LORA_B = ".lora_A", ".lora_B"  # suffixes of the low-rank factors of a weight's change
 INFO_FILE = "info.json"
 MAX_ORDER_PASSAGES = 12  # reading order is exact (Held-Karp) up to this many passages
+# the lecture's label y: 1 when B follows A. Hugging Face's `next_sentence_label` is the
+# opposite (0 = B follows A); `embedder.training.pairs.hf_next_sentence_label` converts.
+IS_NEXT, NOT_NEXT = 1, 0
+
+
+@dataclass(frozen=True)
+class TextPair:
+    """A labelled passage pair: `is_next` is 1 when B follows A (the lecture's y)."""
+
+    a: str
+    b: str
+    is_next: int
+    kind: str  # "next", "random", "same_document" or "swapped"
 
 
 @dataclass
@@ -90,7 +103,8 @@ class CoherenceScorer:
             net, tokenizer, info = load_delta(Path(model))
             limit, name = info.get("max_length", 128), str(model)
         else:
-            net, tokenizer = _load_folder(resolve_model_path(model))
+            loaded = read_nsp_model(resolve_model_path(model))
+            net, tokenizer = loaded.model, loaded.tokenizer
             limit, name = 128, str(model)
         return cls(net.to(device), tokenizer, name=name, max_length=max_length or limit,
                    device=device)
@@ -228,24 +242,36 @@ def coherent_order(passages: Sequence[str], scorer: CoherenceScorer | None = Non
     return (scorer or default_scorer()).coherent_order(passages)
 
 
-# -- loading and packaging ------------------------------------------------------------------
+def accuracy_by_kind(scorer: CoherenceScorer, pairs: Sequence[TextPair]) -> dict[str, float]:
+    """Accuracy of `P(next) >= 0.5` on labelled pairs, overall and for each kind of pair."""
+    if not pairs:
+        return {}
+    scores = scorer.scores([(p.a, p.b) for p in pairs])
+    right: dict[str, list[bool]] = {}
+    for pair, score in zip(pairs, scores):
+        ok = (score >= 0.5) == (pair.is_next == IS_NEXT)
+        right.setdefault(pair.kind, []).append(bool(ok))
+        right.setdefault("overall", []).append(bool(ok))
+    return {kind: sum(v) / len(v) for kind, v in sorted(right.items())}
 
-def _load_folder(path: Path):
-    import torch
-    from transformers import AutoTokenizer, BertForPreTraining
 
-    try:
-        with quiet_hf_loading():
-            tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-            model, info = BertForPreTraining.from_pretrained(
-                str(path), local_files_only=True, dtype=torch.float32, output_loading_info=True)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelLoadError(f"Could not load a BERT model from '{path}': {exc}") from exc
-    if any(key.startswith("cls.seq_relationship") for key in info.get("missing_keys", [])):
+# -- loading ----------------------------------------------------------------------------------
+
+def read_nsp_model(path: Path):
+    """A `BertForPreTraining` folder whose NSP head was trained (a `bertsearch pretrain`
+    output), as `Loaded` (model, tokenizer).
+
+    Raises:
+        ModelLoadError: the folder cannot be loaded, or its NSP head was never trained.
+    """
+    from transformers import BertForPreTraining
+
+    loaded = load_pretrained(path, BertForPreTraining)
+    if any(key.startswith("cls.seq_relationship") for key in loaded.missing_keys):
         raise ModelLoadError(
             f"'{path}' has no trained next-sentence-prediction head. Train one with "
             f"`bertsearch pretrain CORPUS --out DIR`, or use the default coherence model.")
-    return model, tokenizer
+    return loaded
 
 
 def load_delta(folder: Path):
@@ -264,7 +290,8 @@ def load_delta(folder: Path):
 def read_delta(folder: Path):
     """The default encoder with a delta's full tensors applied, and its low-rank factors
     kept apart: `(model, tokenizer, info, {weight name: (B, A)})`, float32. Training that
-    continues from a delta puts the factors back into LoRA adapters (see `embedder.pretrain`).
+    continues from a delta puts the factors back into LoRA adapters
+    (`embedder.training.pretrain`).
     """
     import torch
     from safetensors.torch import load_file
@@ -296,74 +323,10 @@ def read_delta(folder: Path):
 def load_base():
     """The packaged default encoder as a `BertForPreTraining` (NSP head untrained) and its
     tokenizer."""
-    import torch
-    from transformers import AutoTokenizer, BertForPreTraining
+    from transformers import BertForPreTraining
 
-    path = resolve_model_path(DEFAULT_MODEL)
-    with quiet_hf_loading():
-        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        model = BertForPreTraining.from_pretrained(str(path), local_files_only=True,
-                                                   dtype=torch.float32)
-    return model, tokenizer
-
-
-def export_delta(checkpoint: str | os.PathLike, out: str | os.PathLike, layers: list[int],
-                 extra: dict | None = None, lora_rank: int = 0) -> Path:
-    """Save the parts of an NSP checkpoint folder that differ from the default encoder as a
-    small fp16 delta (see `save_delta`). This is how the packaged default stays a few MB."""
-    model, _ = _load_folder(resolve_model_path(checkpoint))
-    return save_delta(model, out, layers, extra, lora_rank=lora_rank)
-
-
-def save_delta(model, out: str | os.PathLike, layers: list[int],
-               extra: dict | None = None, max_length: int = 128, lora_rank: int = 0) -> Path:
-    """Write the given top `layers`, the pooler and the NSP head of `model` as fp16, with an
-    `info.json` naming the base encoder they go over. With `lora_rank`, the dense weights of
-    the other layers (trained through LoRA adapters) go as two rank-`lora_rank` factors.
-
-    Raises:
-        ModelLoadError: the model changed tensors outside those parts, so a delta would
-            silently lose training.
-    """
-    import torch
-    from safetensors.torch import save_file
-
-    from .lora import factorize
-
-    base, _ = load_base()
-    base_state = base.state_dict()
-    prefixes = tuple(f"bert.encoder.layer.{i}." for i in layers) + (
-        "bert.pooler.", "cls.seq_relationship.")
-    state = {name: t.detach().cpu().float() if t.is_floating_point() else t.detach().cpu()
-             for name, t in model.state_dict().items()}
-    delta = {name: tensor.to(torch.float16).contiguous()
-             for name, tensor in state.items() if name.startswith(prefixes)}
-    changed = [name for name, tensor in state.items()
-               if not name.startswith(prefixes) and name.startswith("bert.")
-               and not torch.equal(tensor, base_state[name])]
-    for name in changed if lora_rank else []:
-        if not (name.startswith("bert.encoder.layer.") and name.endswith(".weight")
-                and state[name].ndim == 2):
-            continue
-        try:
-            b, a = factorize(state[name] - base_state[name], lora_rank)
-        except ValueError as exc:
-            raise ModelLoadError(f"{name}: {exc}; it was not trained through LoRA adapters "
-                                 f"of rank {lora_rank}.") from exc
-        delta[name + LORA_B] = b.to(torch.float16).contiguous()
-        delta[name + LORA_A] = a.to(torch.float16).contiguous()
-    changed = [name for name in changed if name + LORA_A not in delta]
-    if changed:
-        raise ModelLoadError(f"The model changed tensors outside the exported layers "
-                             f"(e.g. {changed[0]}); export the layers that were trained.")
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file(delta, str(folder / DELTA_FILE))
-    info = {"base_fingerprint": weights_fingerprint(base.bert), "layers": layers,
-            "lora_rank": lora_rank, "max_length": max_length, "tensors": len(delta),
-            **(extra or {})}
-    (folder / INFO_FILE).write_text(json.dumps(info, indent=2))
-    return folder
+    loaded = load_pretrained(resolve_model_path(DEFAULT_MODEL), BertForPreTraining)
+    return loaded.model, loaded.tokenizer
 
 
 def _check_pairs(pairs) -> list[tuple[str, str]]:

@@ -20,9 +20,9 @@ from functools import cached_property
 import numpy as np
 
 from .backends import DEFAULT_BACKEND, check_backend, make_backend
-from .errors import InvalidInputError, ModelLoadError
+from .errors import InvalidInputError
 from .inputs import PairInputs, SpecialTokens, pack_inputs
-from .loading import pick_device, quiet_hf_loading
+from .loading import load_pretrained, pick_device
 from .models import (
     DEFAULT_MODEL,
     is_packaged_alias,
@@ -107,23 +107,11 @@ class Encoder:
             ModelNotFoundError: no such alias or folder.
             ModelLoadError: the folder is not a loadable BERT-style model.
         """
-        import torch
-        from transformers import AutoModel, AutoTokenizer
-
         path = resolve_model_path(model)
         settings = read_sentence_transformer_settings(path)
         device = pick_device(device)
-        try:
-            with quiet_hf_loading():
-                tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-                net = AutoModel.from_pretrained(
-                    str(path), local_files_only=True, dtype=torch.float32
-                )
-        except (OSError, ValueError, KeyError) as exc:
-            raise ModelLoadError(
-                f"Could not load a model from '{path}': {_first_line(exc)}. The folder needs "
-                f"config.json, weights and tokenizer files of a BERT-style encoder."
-            ) from exc
+        loaded = load_pretrained(path)
+        net, tokenizer = loaded.model, loaded.tokenizer
         limit = max_seq_length or settings.max_seq_length or min(
             getattr(net.config, "max_position_embeddings", 512), tokenizer.model_max_length
         )
@@ -323,6 +311,3 @@ def _check_texts(texts) -> list[str]:
             raise InvalidInputError(f"Text {i} is a {type(text).__name__}, not a string.")
     return texts
 
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

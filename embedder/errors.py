@@ -24,3 +24,7 @@ class ModelLoadError(EmbedderError):
 
 class InvalidInputError(EmbedderError, ValueError):
     """An argument or input text is not acceptable (wrong type, empty, unknown option)."""
+
+
+class EncoderMismatchError(EmbedderError):
+    """The encoder asked for would make vectors other than those an index holds."""

@@ -48,10 +48,6 @@ class PairInputs:
     tokens_removed: int = 0  # how many content tokens longest-first truncation dropped
     tokens: list[str] = field(default_factory=list)  # filled by build_pair_inputs only
 
-    @property
-    def truncated(self) -> bool:
-        return self.tokens_removed > 0
-
     def __len__(self) -> int:
         return len(self.input_ids)
 

@@ -1,9 +1,19 @@
-"""Loading Hugging Face objects quietly and strictly from local files."""
+"""Loading Hugging Face objects quietly and strictly from local files: one loader for all.
+
+Every model this project loads — the encoder, the coherence model and its base, a
+classifier, a model to pretrain or fine-tune — goes through `load_pretrained`, so each is
+loaded the same way: offline, in float32, without transformers' progress bars, and with a
+clear `ModelLoadError` when the folder is not a usable model.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ModelLoadError
 
 
 @contextlib.contextmanager
@@ -31,6 +41,58 @@ def quiet_hf_loading():
             os.environ.pop("HF_HUB_OFFLINE", None)
         else:
             os.environ["HF_HUB_OFFLINE"] = old_offline
+
+
+@dataclass
+class Loaded:
+    """A model and tokenizer loaded from a folder, and the weights the folder lacked."""
+
+    model: object
+    tokenizer: object
+    missing_keys: list[str] = field(default_factory=list)
+
+
+def load_tokenizer(path: str | os.PathLike):
+    """The tokenizer saved in a model folder, loaded offline."""
+    from transformers import AutoTokenizer
+
+    try:
+        with quiet_hf_loading():
+            return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(_load_message(path, exc)) from exc
+
+
+def load_pretrained(path: str | os.PathLike, model_class=None, **config) -> Loaded:
+    """Load `model_class` (default: `AutoModel`) and the tokenizer from a local folder.
+
+    Args:
+        path: a folder holding config.json, weights and tokenizer files.
+        model_class: a transformers class with `from_pretrained` (`BertForPreTraining`, ...).
+        config: overrides passed to `from_pretrained` (e.g. `num_labels`).
+
+    Raises:
+        ModelLoadError: the folder is not a loadable model of that class.
+    """
+    import torch
+
+    if model_class is None:
+        from transformers import AutoModel as model_class
+    tokenizer = load_tokenizer(path)
+    try:
+        with quiet_hf_loading():
+            model, info = model_class.from_pretrained(
+                str(path), local_files_only=True, dtype=torch.float32,
+                output_loading_info=True, **config)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(_load_message(path, exc)) from exc
+    return Loaded(model, tokenizer, list(info.get("missing_keys", [])))
+
+
+def _load_message(path, exc: BaseException) -> str:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return (f"Could not load a model from '{Path(path)}': {first}. The folder needs "
+            f"config.json, weights and tokenizer files of a BERT-style model.")
 
 
 def pick_device(device: str | None = None) -> str:

@@ -5,22 +5,31 @@
 
     report = build_index("docs/", "my-index", Encoder.load())
     hits = Index.open("my-index").search("how is BERT pretrained?", k=5)
+
+Names are imported on first use, so `import indexer.limits` (the CLI does, at start) does not
+pay for FAISS and SQLite.
 """
 
-from .build import SyncReport, build_index, encoder_for_index
-from .chunking import Chunk, ChunkSettings, chunk_text
-from .errors import (
-    FolderNotFoundError,
-    IndexCorruptError,
-    IndexerError,
-    IndexMismatchError,
-    IndexNotFoundError,
-)
-from .search import Hit, Index
-from .settings import IndexSettings
+import importlib
 
-__all__ = [
-    "Chunk", "ChunkSettings", "FolderNotFoundError", "Hit", "Index", "IndexCorruptError",
-    "IndexMismatchError", "IndexNotFoundError", "IndexSettings", "IndexerError", "SyncReport",
-    "build_index", "chunk_text", "encoder_for_index",
-]
+_EXPORTS = {
+    "SyncReport": "build", "build_index": "build", "encoder_for_index": "build",
+    "Chunk": "chunking", "ChunkSettings": "chunking", "chunk_text": "chunking",
+    "FolderNotFoundError": "errors", "IndexCorruptError": "errors", "IndexerError": "errors",
+    "IndexMismatchError": "errors", "IndexNotFoundError": "errors",
+    "Hit": "search", "Index": "search", "IndexSettings": "settings",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

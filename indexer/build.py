@@ -27,7 +27,7 @@ from .documents import (
     read_bytes,
     walk_folder,
 )
-from .errors import FolderNotFoundError, IndexerError
+from .errors import FolderNotFoundError, IndexerError, IndexMismatchError
 from .search import load_vectors
 from .settings import IndexSettings, TextEncoder
 from .store import NewPassage, Store
@@ -108,7 +108,7 @@ def build_index(folder: str | Path, index_dir: str | Path, encoder: TextEncoder,
         settings = _prepare_settings(store, IndexSettings.of(encoder, chunk, index_type),
                                      rebuild, index_path)
         report = SyncReport(str(root), str(index_path))
-        _sync(store, root, encoder, settings, chunk, report, include, exclude,
+        _sync(store, root, encoder, chunk, report, include, exclude,
               max_file_bytes, batch_passages, progress)
         load_vectors(index_path, store, settings)  # catch the FAISS file up and save it
     finally:
@@ -118,18 +118,25 @@ def build_index(folder: str | Path, index_dir: str | Path, encoder: TextEncoder,
 
 
 def encoder_for_index(index_dir: str | Path, model: str | None = None,
-                      backend: str | None = None, **load_options):
-    """The encoder to (re)index with: what is asked for, else what the index records, else
-    the defaults. Lets `bertsearch index` re-sync without repeating `--model`/`--backend`."""
-    from embedder import DEFAULT_MODEL, Encoder
-    from embedder.backends import DEFAULT_BACKEND
+                      backend: str | None = None, pooling: str | None = None, *,
+                      rebuild: bool = False, **load_options):
+    """The encoder to index or query `index_dir` with, by `embedder.resolver`'s rule: what
+    is asked for, else what the index records, else the defaults; a request that would make
+    other vectors than the index holds is refused unless `rebuild`.
+
+    Raises:
+        IndexMismatchError: the request does not fit the index's vectors.
+    """
+    from embedder.errors import EncoderMismatchError
+    from embedder.resolver import resolve_encoder
 
     recorded = recorded_settings(index_dir)
-    if recorded and model is None:
-        load_options.setdefault("pooling", recorded.pooling)
-    model = model or (recorded.model if recorded else DEFAULT_MODEL)
-    backend = backend or (recorded.backend if recorded else DEFAULT_BACKEND)
-    return Encoder.load(model, backend=backend, **load_options)
+    try:
+        return resolve_encoder(model, backend, pooling,
+                               record=recorded.record if recorded else None, replace=rebuild,
+                               where=f"index '{index_dir}'", **load_options)
+    except EncoderMismatchError as exc:
+        raise IndexMismatchError(str(exc)) from None
 
 
 def recorded_settings(index_dir: str | Path) -> IndexSettings | None:
@@ -156,7 +163,7 @@ def _prepare_settings(store: Store, wanted: IndexSettings, rebuild: bool,
     return wanted
 
 
-def _sync(store, root, encoder, settings, chunk, report, include, exclude, max_file_bytes,
+def _sync(store, root, encoder, chunk, report, include, exclude, max_file_bytes,
           batch_passages, progress) -> None:
     found, skipped = walk_folder(root, include, exclude, max_file_bytes)
     report.skipped.extend(skipped)

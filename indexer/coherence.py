@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import random
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
-from embedder.coherence_training import TextPair
-from embedder.pairs import IS_NEXT, NOT_NEXT
+from embedder.coherence import IS_NEXT, NOT_NEXT, TextPair
 
 from .store import PassageRow, Store
 
@@ -78,26 +78,31 @@ COHERENCE_DIR = "coherence"
 
 
 def coherence_model_dir(index_dir) -> Path | None:
-    """The index's own adapted coherence model, if `train_index_coherence` made one."""
+    """The index's own adapted coherence model, if `bertsearch coherence train` made one."""
     from embedder.coherence import DELTA_FILE
 
     folder = Path(index_dir).expanduser() / COHERENCE_DIR
     return folder if (folder / DELTA_FILE).is_file() else None
 
 
-def train_index_coherence(index_dir, *, steps: int = 300, batch_size: int = 16,
-                          lr: float = 5e-5, seed: int = 0, progress=None):
-    """Adapt the coherence model to an index's documents and store it with the index.
+@dataclass
+class CoherenceTrainingSet:
+    """What adapting the coherence model to an index needs: labelled pairs from its
+    documents, where the adapted model goes, and the model to start from."""
 
-    Starts from the index's current coherence model (or the packaged default), trains on
-    pairs from the index's passages and saves to `INDEX/coherence/`, which search and the
-    server then use. Returns the `CoherenceTrainingResult` (held-out accuracy before/after).
+    train: list[TextPair]
+    held_out: list[TextPair]
+    out: Path  # INDEX/coherence, which search and the server then use
+    base: Path | None  # the index's current adapted model; None: the packaged default
+
+
+def coherence_training_set(index_dir, *, seed: int = 0) -> CoherenceTrainingSet:
+    """Pairs from an index's passages for `embedder.training.coherence.train_coherence`.
 
     Raises:
         IndexNotFoundError: no index there.
         InvalidInputError: too few multi-passage documents to learn from.
     """
-    from embedder.coherence_training import train_coherence
     from embedder.errors import InvalidInputError
 
     from .errors import IndexNotFoundError
@@ -115,9 +120,8 @@ def train_index_coherence(index_dir, *, steps: int = 300, batch_size: int = 16,
         raise InvalidInputError(
             f"The index at '{folder}' has too few documents with two or more passages to "
             f"learn coherence from ({len(train)} training pairs, {len(held_out)} held out).")
-    return train_coherence(train, held_out, folder / COHERENCE_DIR,
-                           base=coherence_model_dir(folder), steps=steps,
-                           batch_size=batch_size, lr=lr, seed=seed, progress=progress)
+    return CoherenceTrainingSet(train, held_out, folder / COHERENCE_DIR,
+                                coherence_model_dir(folder))
 
 
 def coherence_scorer_for(index_dir=None, model=None):

@@ -1,6 +1,6 @@
 """Errors raised by the indexer; all derive from `BertsearchError` (see embedder.errors)."""
 
-from embedder.errors import BertsearchError
+from embedder.errors import BertsearchError, EncoderMismatchError
 
 
 class IndexerError(BertsearchError):
@@ -15,7 +15,7 @@ class IndexNotFoundError(IndexerError):
     """There is no index at the given path, or it holds no passages yet."""
 
 
-class IndexMismatchError(IndexerError):
+class IndexMismatchError(IndexerError, EncoderMismatchError):
     """The index was built with another model or other settings than those asked for."""
 
 

@@ -8,6 +8,7 @@ sees exactly what SQLite holds, and an index keeps answering while it is being u
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from dataclasses import asdict, dataclass
@@ -16,11 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
+from .limits import MAX_K
 from .settings import IndexSettings, TextEncoder
 from .store import DB_NAME, Store
 from .vectors import VECTORS_NAME, VectorIndex, choose_kind
-
-MAX_K = 1000
 
 
 @dataclass(frozen=True)
@@ -86,10 +86,8 @@ def load_vectors(folder: Path, store: Store, settings: IndexSettings,
         return vectors, generation
     vectors = sync_vectors(store, vectors, settings.dimension, settings.index_type)
     if save:
-        try:
+        with contextlib.suppress(OSError):  # a read-only index still answers from memory
             vectors.save(path, generation)
-        except OSError:
-            pass  # a read-only index still answers from memory
     return vectors, generation
 
 
@@ -130,19 +128,21 @@ class Index:
             raise IndexNotFoundError(
                 f"The index at '{folder}' is empty: no documents were indexed into it yet.")
         if encoder is not None:
-            _check_encoder(encoder, settings, folder)
+            try:
+                _check_encoder(encoder, settings, folder)
+            except IndexMismatchError:
+                store.close()
+                raise
         return cls(folder, store, settings, encoder)
 
     @property
     def encoder(self) -> TextEncoder:
         """The encoder queries are embedded with, loaded on first use from the settings."""
         if self._encoder is None:
-            from embedder import Encoder
+            from embedder.resolver import resolve_encoder
 
-            encoder = Encoder.load(self.settings.model, pooling=self.settings.pooling,
-                                   backend=self.settings.backend)
-            _check_encoder(encoder, self.settings, self.folder)
-            self._encoder = encoder
+            self._encoder = resolve_encoder(record=self.settings.record,
+                                            where=f"index '{self.folder}'")
         return self._encoder
 
     def refresh(self) -> bool:
@@ -215,10 +215,10 @@ def _check_k(k: int) -> None:
 
 
 def _check_encoder(encoder: TextEncoder, settings: IndexSettings, folder: Path) -> None:
-    if encoder.fingerprint != settings.model_fingerprint or \
-            encoder.dimension != settings.dimension:
-        raise IndexMismatchError(
-            f"Index '{folder}' was built with model '{settings.model}' "
-            f"({settings.dimension} dimensions); the encoder given is '{encoder.name}' "
-            f"({encoder.dimension} dimensions). Query with the index's own model, or rebuild "
-            f"the index with --rebuild.")
+    from embedder.errors import EncoderMismatchError
+    from embedder.resolver import check_encoder
+
+    try:
+        check_encoder(encoder, settings.record, f"index '{folder}'")
+    except EncoderMismatchError as exc:
+        raise IndexMismatchError(str(exc)) from None

@@ -8,6 +8,9 @@ from typing import Protocol
 
 import numpy as np
 
+from embedder.backends import DEFAULT_BACKEND
+from embedder.resolver import EncoderRecord, same_vectors
+
 from .chunking import ChunkSettings
 from .errors import IndexMismatchError
 
@@ -46,12 +49,19 @@ class IndexSettings:
     chunk_tokens: int
     chunk_overlap: int
     index_type: str = "auto"
-    backend: str = "torch"  # vectors of different backends differ slightly: never mixed
+    backend: str = DEFAULT_BACKEND  # int8 vectors differ from fp32 ones: never mixed
     format_version: int = FORMAT_VERSION
 
-    # a change in any of these makes every stored vector or passage wrong
+    # a change in any of these makes every stored vector or passage wrong (the backend
+    # only across families: torch and ONNX fp32 give the same vectors)
     EMBEDDING_KEYS = ("model_fingerprint", "dimension", "pooling", "backend", "chunk_tokens",
                       "chunk_overlap", "format_version")
+
+    @property
+    def record(self) -> EncoderRecord:
+        """The encoder these vectors came from, for `embedder.resolver`."""
+        return EncoderRecord(self.model, self.backend, self.pooling, self.model_fingerprint,
+                             self.dimension)
 
     @classmethod
     def of(cls, encoder: TextEncoder, chunk: ChunkSettings, index_type: str = "auto"):
@@ -75,7 +85,8 @@ class IndexSettings:
 
     def check_compatible(self, wanted: IndexSettings, where: str) -> None:
         """Raise `IndexMismatchError` if vectors made with `wanted` would not fit this index."""
-        diffs = [k for k in self.EMBEDDING_KEYS if getattr(self, k) != getattr(wanted, k)]
+        diffs = [k for k in self.EMBEDDING_KEYS if getattr(self, k) != getattr(wanted, k)
+                 and not (k == "backend" and same_vectors(self.backend, wanted.backend))]
         if not diffs:
             return
         if "model_fingerprint" in diffs or "dimension" in diffs:

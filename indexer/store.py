@@ -231,7 +231,7 @@ class Store:
             rows = self.db.execute("SELECT id FROM passages ORDER BY id").fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
-    def vectors(self, ids: np.ndarray | None = None, dimension: int = 0,
+    def vectors(self, ids: np.ndarray | None = None,
                 batch: int = 20_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield `(ids, vectors)` blocks: all passages, or those with the given ids."""
         if ids is None:

@@ -40,9 +40,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from embedder.coherence import INFO_FILE, PACKAGED_COHERENCE, export_delta  # noqa: E402
-from embedder.pairs import HARD_NEGATIVES  # noqa: E402
-from embedder.pretrain import PretrainConfig, pretrain  # noqa: E402
+from embedder.coherence import INFO_FILE, PACKAGED_COHERENCE  # noqa: E402
+from embedder.training.coherence import export_delta  # noqa: E402
+from embedder.training.pairs import HARD_NEGATIVES  # noqa: E402
+from embedder.training.pretrain import PretrainConfig, pretrain  # noqa: E402
 
 
 def main() -> None:

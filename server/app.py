@@ -15,7 +15,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from embedder.errors import BertsearchError, InvalidInputError, ModelNotFoundError
+from embedder.errors import (
+    BertsearchError,
+    EncoderMismatchError,
+    InvalidInputError,
+    ModelNotFoundError,
+)
 from indexer.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
 
 from .batching import QueueFullError
@@ -55,6 +60,7 @@ ERROR_STATUS = [  # most specific first
     (IndexNotFoundError, 503),
     (IndexCorruptError, 503),
     (IndexMismatchError, 409),
+    (EncoderMismatchError, 409),
     (ModelNotFoundError, 422),
     (InvalidInputError, 422),
     (BertsearchError, 400),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,10 +69,8 @@ class EmbeddingBatcher:
     async def stop(self) -> None:
         if self.worker:
             self.worker.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self.worker
-            except asyncio.CancelledError:
-                pass
         for job in self.pending:
             if not job.future.done():
                 job.future.set_exception(QueueFullError("The server is shutting down."))

@@ -35,17 +35,19 @@ class Services:
 
     @classmethod
     def load(cls, settings: ServerSettings, encoder=None, index: Index | None = None):
-        """Open the index and load the encoder (the index's own model unless one is named)."""
-        from embedder import Encoder
+        """Open the index and load the encoder `embedder.resolver`'s rule gives: the one
+        asked for, else the index's own, else the default."""
+        from embedder.resolver import resolve_encoder
+        from indexer import encoder_for_index
 
-        named = settings.model is not None or settings.backend is not None
-        if encoder is None and named:  # otherwise the index's own encoder, or the default
-            encoder = Encoder.load(settings.model or "default",
-                                   backend=settings.backend or "torch")
         if index is None and settings.index_dir and _index_exists(settings.index_dir):
+            if encoder is None:
+                encoder = encoder_for_index(settings.index_dir, settings.model,
+                                            settings.backend)
             index = Index.open(settings.index_dir, encoder=encoder)
         if encoder is None:
-            encoder = index.encoder if index is not None else Encoder.load("default")
+            encoder = (index.encoder if index is not None else
+                       resolve_encoder(settings.model, settings.backend))
         return cls(settings, encoder, index)
 
     def require_index(self) -> Index:
@@ -87,7 +89,7 @@ class Services:
                 if not self.settings.classifier:
                     raise FeatureUnavailableError(
                         "No classifier is loaded; start the server with --classifier DIR.")
-                from embedder.finetune import Classifier
+                from embedder.classifier import Classifier
 
                 self._classifier = Classifier.load(self.settings.classifier)
             return self._classifier

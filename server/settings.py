@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from indexer.limits import MAX_K
+
 
 @dataclass(frozen=True)
 class ServerSettings:
@@ -11,7 +13,7 @@ class ServerSettings:
 
     index_dir: str | None = None  # None: embeddings only; /search answers 503
     model: str | None = None  # None: the index's own model, else the default
-    backend: str | None = None  # None: the index's own backend, else torch
+    backend: str | None = None  # None: the index's own backend, else the default
     api_key: str | None = None  # every route but /health then needs "Bearer <key>"
     coherence_model: str | None = None  # None: the packaged default coherence model
     classifier: str | None = None  # a `bertsearch finetune` output folder for /classify
@@ -19,7 +21,7 @@ class ServerSettings:
     max_inputs: int = 256  # texts per request
     max_input_chars: int = 20_000  # characters per text
     max_query_chars: int = 2_000
-    max_k: int = 100
+    max_k: int = MAX_K
     max_body_bytes: int = 8 * 1024 * 1024
     # dynamic batching
     batch_wait_ms: float = 5.0  # how long the first request of a batch waits for company

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,22 @@ def sample_docs() -> Path:
 
 
 @pytest.fixture(scope="session")
+def toy_corpus(tmp_path_factory):
+    """Twelve documents of patterned sentences: learnable in a few dozen steps."""
+    rng = random.Random(0)
+    animals = ["cat", "dog", "fox", "owl", "bee", "ant", "cow", "pig"]
+    folder = tmp_path_factory.mktemp("corpus")
+    for d in range(12):
+        sentences = []
+        for i in range(30):
+            a = animals[(d + i) % len(animals)]
+            sentences.append(f"The {a} sees the {animals[(d + i + 1) % len(animals)]} "
+                             f"number {rng.randint(1, 3)}.")
+        (folder / f"doc{d}.txt").write_text(" ".join(sentences))
+    return folder
+
+
+@pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, encoder):
     """A seeded, randomly initialised 2-layer BERT with pretraining heads and MiniLM's
     tokenizer: a second, different model for fast tests."""
@@ -50,13 +67,23 @@ def tiny_model_dir(tmp_path_factory, encoder):
     return path
 
 
+def cosine_rows(reference, other):
+    """Row-wise cosine similarity of two embedding matrices."""
+    import numpy as np
+
+    a = reference / np.linalg.norm(reference, axis=1, keepdims=True)
+    b = other / np.linalg.norm(other, axis=1, keepdims=True)
+    return (a * b).sum(axis=1)
+
+
 def write_corpus(folder: Path, n_docs: int, paragraphs: int = 3, seed: int = 0) -> Path:
     """`n_docs` distinct multi-paragraph text files made of seeded pseudo-sentences."""
     import random
 
     rng = random.Random(seed)
-    words = ("river mountain engine violin protein harbour glacier lantern orbit copper "
-             "meadow circuit falcon thunder quartz bakery compass saddle tunnel velvet").split()
+    words = ["river", "mountain", "engine", "violin", "protein", "harbour", "glacier",
+             "lantern", "orbit", "copper", "meadow", "circuit", "falcon", "thunder", "quartz",
+             "bakery", "compass", "saddle", "tunnel", "velvet"]
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(n_docs):
         paras = []

@@ -42,3 +42,41 @@ def test_only_store_imports_sqlite_utils_and_only_vectors_imports_faiss():
             assert path.name == "store.py", path
         if "faiss" in names:
             assert path.name == "vectors.py", path
+
+
+def imported_modules(path: Path, package: str) -> set[str]:
+    """Every module `path` imports, relative imports resolved against its package path."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    here = path.relative_to(REPO).with_suffix("").parts[:-1]  # the module's package
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = list(here[:len(here) - node.level + 1]) if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
+    return names
+
+
+@pytest.mark.parametrize("package", ["embedder", "indexer", "server"])
+def test_inference_never_imports_training(package):
+    """What a search server runs (the encoder, coherence scoring, classifier inference, the
+    indexer, the server) never imports `embedder.training`."""
+    for path in sorted((REPO / package).rglob("*.py")):
+        if path.relative_to(REPO).parts[:2] == ("embedder", "training"):
+            continue
+        bad = {m for m in imported_modules(path, package)
+               if m == "embedder.training" or m.startswith("embedder.training.")}
+        assert not bad, f"{path.relative_to(REPO)} imports {sorted(bad)}"
+
+
+def test_training_modules_live_in_embedder_training():
+    """A newcomer finds every training module by the folder name alone."""
+    training = {"pretrain", "finetune", "coherence_training", "pairs", "masking", "corpus",
+                "lora", "training"}
+    flat = {p.stem for p in (REPO / "embedder").glob("*.py")}
+    assert not flat & training, sorted(flat & training)
+    assert {p.stem for p in (REPO / "embedder" / "training").glob("*.py")} >= {
+        "pretrain", "finetune", "coherence", "pairs", "masking", "corpus", "lora", "loop"}

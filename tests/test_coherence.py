@@ -15,9 +15,9 @@ from embedder.coherence import (
     coherence_scores,
     coherent_order,
     load_base,
-    save_delta,
 )
 from embedder.inputs import truncate_for_continuation
+from embedder.training.coherence import save_delta
 
 STORY = ["My dog is cute.", "He likes playing.", "Every morning we walk to the park.",
          "There he chases the ducks until he is tired."]
@@ -36,7 +36,7 @@ def default_scorer():
 def test_scores_are_probabilities_deterministic_and_batch_independent(tiny_scorer):
     pairs = list(itertools.permutations(STORY, 2))
     scores = tiny_scorer.scores(pairs, batch_size=5)
-    assert scores.shape == (12,) and ((0 <= scores) & (scores <= 1)).all()
+    assert scores.shape == (12,) and ((scores >= 0) & (scores <= 1)).all()
     assert np.array_equal(scores, tiny_scorer.scores(pairs, batch_size=5))
     single = np.array([tiny_scorer.scores([p])[0] for p in pairs])
     assert np.allclose(scores, single, atol=1e-6)
@@ -161,8 +161,8 @@ def test_module_functions_use_the_default(default_scorer):
 def test_default_model_ranks_true_next_passages_above_negatives(default_scorer, shared_data,
                                                                 kind, min_auc):
     """Held-out documents (never trained on): true continuations vs one kind of negative."""
-    from embedder.pairs import NegativeMix
-    from embedder.pretrain import PairStream, PretrainConfig
+    from embedder.training.pairs import NegativeMix
+    from embedder.training.pretrain import PairStream, PretrainConfig
 
     mix = NegativeMix(**{k: float(k == kind) for k in ("random", "same_document", "swapped")})
     config = PretrainConfig(corpus=[str(shared_data / "prose"),

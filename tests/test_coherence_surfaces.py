@@ -9,12 +9,13 @@ from conftest import write_corpus
 from fastapi.testclient import TestClient
 
 from cli import main
+from embedder.training.coherence import train_coherence
 from indexer import ChunkSettings, build_index
 from indexer.coherence import (
     coherence_model_dir,
     coherence_pairs,
+    coherence_training_set,
     held_out_documents,
-    train_index_coherence,
 )
 from indexer.store import PassageRow, Store
 from server import ServerSettings, create_app
@@ -101,7 +102,9 @@ def test_pairs_from_an_index_drop_the_overlap(index_dir):
 def test_in_domain_training_is_stored_and_used(index_dir, encoder):
     target = index_dir.parent / "idx-copy"
     shutil.copytree(index_dir, target)
-    result = train_index_coherence(target, steps=6, batch_size=8)
+    data = coherence_training_set(target)
+    result = train_coherence(data.train, data.held_out, data.out, base=data.base, steps=6,
+                             batch_size=8)
     assert coherence_model_dir(target) == target / "coherence"
     assert set(result.before) == set(result.after) and "overall" in result.after
     assert all(0 <= v <= 1 for v in result.after.values())

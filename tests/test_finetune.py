@@ -8,11 +8,12 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from embedder.finetune import (
-    Classifier,
+from embedder.classifier import Classifier
+from embedder.training.finetune import (
     DataError,
     FinetuneConfig,
     LabelledData,
+    evaluate,
     finetune,
     macro_f1,
     read_labelled,
@@ -21,7 +22,7 @@ from embedder.finetune import (
 
 WORDS = {"positive": ["great", "wonderful", "love"], "negative": ["awful", "terrible", "hate"],
          "neutral": ["table", "window", "paper"]}
-FILLER = "the a this that it was is my our some".split()
+FILLER = ["the", "a", "this", "that", "it", "was", "is", "my", "our", "some"]
 
 
 def toy_data(n=150, seed=0):
@@ -60,7 +61,7 @@ def test_saved_model_reloads_and_predicts_identically(trained):
     first = classifier.probabilities(evaluation.texts)
     again = Classifier.load(result.out).probabilities(evaluation.texts)
     assert np.array_equal(first, again)
-    accuracy, f1, _ = classifier.evaluate(evaluation)
+    accuracy, f1, _ = evaluate(classifier, evaluation)
     best = result.epochs[result.best_epoch - 1]
     assert accuracy == pytest.approx(best.accuracy) and f1 == pytest.approx(best.macro_f1)
     prediction = classifier.predict(["i love this wonderful thing"])[0]
@@ -73,7 +74,7 @@ def test_saved_model_reloads_and_predicts_identically(trained):
 def test_unknown_label_at_evaluation_is_refused(trained):
     result, _ = trained
     with pytest.raises(DataError, match="'?sarcastic'? are not among|sarcastic"):
-        Classifier.load(result.out).evaluate(LabelledData(["x"], ["sarcastic"]))
+        evaluate(Classifier.load(result.out), LabelledData(["x"], ["sarcastic"]))
 
 
 def test_macro_f1_by_hand():

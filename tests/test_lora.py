@@ -3,13 +3,14 @@
 import numpy as np
 import pytest
 import torch
-from test_pretrain import TINY, config, toy_corpus  # noqa: F401 (fixture)
+from test_pretrain import config
 from transformers import BertForPreTraining
 
-from embedder.coherence import CoherenceScorer, load_base, save_delta
+from embedder.coherence import CoherenceScorer, load_base
 from embedder.errors import ModelLoadError
-from embedder.lora import add_lora, factorize, lora_state, merged_state_dict
-from embedder.pretrain import load_for_pretraining, pretrain
+from embedder.training.coherence import save_delta
+from embedder.training.lora import add_lora, factorize, lora_state, merged_state_dict
+from embedder.training.pretrain import load_for_pretraining, pretrain
 
 STORY = ["The storm reached the harbour at dusk.", "Boats strained against their ropes.",
          "By morning the sea was calm again.", "Fishermen counted the damage."]
@@ -96,7 +97,7 @@ def test_lora_delta_round_trip_with_the_real_encoder(tmp_path):
         save_delta(merged, tmp_path / "bad", layers=[4, 5], lora_rank=2)
 
 
-def test_cli_pretrain_with_adapters(toy_corpus, tmp_path):  # noqa: F811
+def test_cli_pretrain_with_adapters(toy_corpus, tmp_path):
     from click.testing import CliRunner
 
     from cli import main
@@ -115,8 +116,9 @@ def test_cli_pretrain_with_adapters(toy_corpus, tmp_path):  # noqa: F811
 
 
 def test_training_continues_from_the_packaged_coherence_delta(toy_corpus, tmp_path):
-    from embedder.coherence import PACKAGED_COHERENCE, export_delta, load_delta
+    from embedder.coherence import PACKAGED_COHERENCE, load_delta
     from embedder.errors import EmbedderError
+    from embedder.training.coherence import export_delta
 
     def cont(out, **overrides):
         settings = dict(base_model=str(PACKAGED_COHERENCE), mlm=False, freeze_layers=4,

@@ -6,10 +6,10 @@ import random
 import pytest
 import torch
 
-from embedder.corpus import CorpusError, Document, read_documents, split_sentences
 from embedder.inputs import truncate_for_continuation
-from embedder.masking import IGNORE, mask_tokens
-from embedder.pairs import (
+from embedder.training.corpus import CorpusError, Document, read_documents, split_sentences
+from embedder.training.masking import IGNORE, mask_tokens
+from embedder.training.pairs import (
     HARD_NEGATIVES,
     IS_NEXT,
     NOT_NEXT,
@@ -59,7 +59,7 @@ def test_is_next_pairs_continue_a_within_one_document_and_fit():
     pairs = build(short_seq_prob=0.0)
     assert pairs
     for pair in pairs:
-        assert 1 <= len(pair.ids_a) and 1 <= len(pair.ids_b)
+        assert len(pair.ids_a) >= 1 and len(pair.ids_b) >= 1
         assert len(pair.ids_a) + len(pair.ids_b) <= 40 - 3
         a_doc, a_last = origin(pair.ids_a[-1])
         b_doc, b_first = origin(pair.ids_b[0])

@@ -1,39 +1,22 @@
 """MLM + NSP pretraining with a seeded tiny BERT: loss, gather equivalence, resume, output."""
 
 import json
-import random
 
 import pytest
 import torch
 
 from embedder import Encoder
-from embedder.corpus import CorpusError
-from embedder.pretrain import (
+from embedder.training.corpus import CorpusError
+from embedder.training.loop import collate_pairs
+from embedder.training.objectives import pretraining_loss
+from embedder.training.pretrain import (
     ModelSize,
     PretrainConfig,
-    collate,
     masked_batch,
     pretrain,
-    pretraining_loss,
 )
 
 TINY = ModelSize(hidden_size=32, layers=2, heads=2, intermediate_size=64)
-
-
-@pytest.fixture(scope="module")
-def toy_corpus(tmp_path_factory):
-    """Twelve documents of patterned sentences: learnable in a few dozen steps."""
-    rng = random.Random(0)
-    animals = "cat dog fox owl bee ant cow pig".split()
-    folder = tmp_path_factory.mktemp("corpus")
-    for d in range(12):
-        sentences = []
-        for i in range(30):
-            a = animals[(d + i) % len(animals)]
-            sentences.append(f"The {a} sees the {animals[(d + i + 1) % len(animals)]} "
-                             f"number {rng.randint(1, 3)}.")
-        (folder / f"doc{d}.txt").write_text(" ".join(sentences))
-    return folder
 
 
 def config(corpus, out, **overrides):
@@ -45,7 +28,7 @@ def config(corpus, out, **overrides):
 
 
 def test_gathered_mlm_loss_equals_hugging_faces_full_loss(toy_corpus, tmp_path):
-    from embedder.pretrain import PairStream, load_for_pretraining
+    from embedder.training.pretrain import PairStream, load_for_pretraining
 
     cfg = config(toy_corpus, tmp_path / "out")
     torch.manual_seed(0)
@@ -103,7 +86,7 @@ def test_checkpoint_reloads_with_its_nsp_head(toy_corpus, tmp_path):
 
 
 def test_evaluation_on_held_out_documents(tmp_path):
-    from embedder.corpus import Document
+    from embedder.training.corpus import Document
 
     folder = tmp_path / "corpus"
     folder.mkdir()
@@ -160,10 +143,10 @@ def test_nothing_to_resume(tmp_path, toy_corpus):
 
 def test_collate_pads_and_labels_in_hf_convention(encoder):
     from embedder.inputs import SpecialTokens
-    from embedder.pairs import IS_NEXT, NOT_NEXT, NspPair
+    from embedder.training.pairs import IS_NEXT, NOT_NEXT, NspPair
 
     pairs = [NspPair([5, 6], [7], IS_NEXT, "next"), NspPair([5], [8, 9, 10], NOT_NEXT, "random")]
-    batch = collate(pairs, SpecialTokens.of(encoder.tokenizer), 16)
+    batch = collate_pairs(pairs, SpecialTokens.of(encoder.tokenizer), 16)
     assert batch["input_ids"].tolist() == [[101, 5, 6, 102, 7, 102, 0],
                                            [101, 5, 102, 8, 9, 10, 102]]
     assert batch["token_type_ids"].tolist() == [[0, 0, 0, 0, 1, 1, 0], [0, 0, 0, 1, 1, 1, 1]]

@@ -68,7 +68,7 @@ def test_query_over_http_while_reindexing(server):
                         statuses.append(r.status_code)
                         if len(r.json()["hits"]) != 5:
                             failures.append(r.text)
-                    except Exception as exc:  # noqa: BLE001 - asserted below
+                    except Exception as exc:
                         failures.append(repr(exc))
 
         thread = threading.Thread(target=hammer)

@@ -21,26 +21,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
+from ..errors import EmbedderError
+from ..inputs import SpecialTokens
+from ..loading import load_pretrained, load_tokenizer, pick_device, quiet_hf_loading
+from ..models import resolve_model_path
+from ..prefetch import prefetch
 from .corpus import CorpusError, corpus_files, read_documents
-from .errors import EmbedderError
-from .inputs import SpecialTokens, pack_inputs
-from .loading import pick_device, quiet_hf_loading
-from .lora import add_lora, lora_state, merged_state_dict, restore_lora, seed_lora
-from .masking import IGNORE, mask_tokens
-from .models import resolve_model_path
-from .pairs import NegativeMix, NspPair, PairBuilder, hf_next_sentence_label
-from .prefetch import prefetch
-from .training import (
+from .loop import (
     adamw_with_schedule,
     autocast,
+    bottom_layers,
+    collate_pairs,
+    optimizer_step,
     recover_folder,
     replace_folder,
     rng_state,
     seed_everything,
     set_rng_state,
+    set_trainable,
 )
+from .lora import add_lora, lora_state, merged_state_dict, restore_lora, seed_lora
+from .masking import IGNORE, mask_tokens
+from .objectives import pretraining_loss
+from .pairs import NegativeMix, NspPair, PairBuilder
 
 STATE_FILE = "training_state.pt"
 INFO_FILE = "pretraining.json"
@@ -149,29 +153,27 @@ class PretrainResult:
 def load_for_pretraining(config: PretrainConfig, device: str):
     """A `BertForPreTraining` and its tokenizer: continued from `base_model` (a model folder,
     or a coherence delta whose LoRA factors seed the adapters) or new."""
-    from transformers import AutoTokenizer, BertConfig, BertForPreTraining
+    from transformers import BertConfig, BertForPreTraining
+
+    from ..coherence import read_delta
 
     factors = {}
     if config.base_model is not None and _is_delta(config.base_model):
-        from .coherence import read_delta
-
         model, tokenizer, _, factors = read_delta(Path(config.base_model).expanduser())
+    elif config.base_model is not None:
+        loaded = load_pretrained(resolve_model_path(config.base_model), BertForPreTraining)
+        model, tokenizer = loaded.model, loaded.tokenizer
     else:
-        source = config.base_model if config.base_model is not None else config.tokenizer
-        path = resolve_model_path(source)
-        with quiet_hf_loading():
-            tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-            if config.base_model is None:
-                size = config.size
-                model = BertForPreTraining(BertConfig(
-                    vocab_size=len(tokenizer), hidden_size=size.hidden_size,
-                    num_hidden_layers=size.layers, num_attention_heads=size.heads,
-                    intermediate_size=size.intermediate_size,
-                    max_position_embeddings=max(512, config.max_length)))
-            else:
-                model = BertForPreTraining.from_pretrained(str(path), local_files_only=True,
-                                                           dtype=torch.float32)
-    freeze_bottom(model, config.freeze_layers)
+        tokenizer = load_tokenizer(resolve_model_path(config.tokenizer))
+        size = config.size
+        model = BertForPreTraining(BertConfig(
+            vocab_size=len(tokenizer), hidden_size=size.hidden_size,
+            num_hidden_layers=size.layers, num_attention_heads=size.heads,
+            intermediate_size=size.intermediate_size,
+            max_position_embeddings=max(512, config.max_length)))
+    if config.freeze_layers:
+        frozen = bottom_layers(config.freeze_layers)
+        set_trainable(model, lambda name: not name.startswith(frozen))
     if config.lora_rank:
         add_lora(model, range(config.freeze_layers), config.lora_rank)
     if factors:
@@ -193,46 +195,9 @@ def _continue_adapters(model, factors: dict, config: PretrainConfig) -> None:
 
 
 def _is_delta(model: str) -> bool:
-    from .coherence import DELTA_FILE
+    from ..coherence import DELTA_FILE
 
     return (Path(model).expanduser() / DELTA_FILE).is_file()
-
-
-def freeze_bottom(model, layers: int) -> None:
-    """Freeze the embeddings and the `layers` lowest encoder layers (0: train everything)."""
-    if layers <= 0:
-        return
-    for param in model.bert.embeddings.parameters():
-        param.requires_grad_(False)
-    for layer in model.bert.encoder.layer[:layers]:
-        for param in layer.parameters():
-            param.requires_grad_(False)
-
-
-def pretraining_loss(model, batch: dict, mlm: bool = True) -> tuple[torch.Tensor, dict]:
-    """MLM + NSP loss, the MLM head applied only at masked positions.
-
-    Equal to `BertForPreTraining(..., labels=, next_sentence_label=).loss` (whose
-    cross-entropy ignores label -100) but without projecting every position onto the
-    vocabulary.
-    """
-    out = model.bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                     token_type_ids=batch["token_type_ids"])
-    nsp_logits = model.cls.seq_relationship(out.pooler_output)  # (batch, 2)
-    nsp_loss = F.cross_entropy(nsp_logits.float(), batch["next_sentence_label"])
-    stats = {"nsp_loss": nsp_loss.item(),
-             "nsp_correct": (nsp_logits.argmax(-1) == batch["next_sentence_label"]).sum().item(),
-             "nsp_total": len(nsp_logits), "mlm_loss": 0.0, "mlm_correct": 0, "mlm_total": 0}
-    if not mlm:
-        return nsp_loss, stats
-    positions = batch["labels"] != IGNORE  # (batch, seq)
-    hidden = out.last_hidden_state[positions]  # (masked, hidden)
-    logits = model.cls.predictions(hidden)  # (masked, vocab)
-    targets = batch["labels"][positions]
-    mlm_loss = F.cross_entropy(logits.float(), targets)
-    stats.update(mlm_loss=mlm_loss.item(), mlm_total=len(targets),
-                 mlm_correct=(logits.argmax(-1) == targets).sum().item())
-    return mlm_loss + nsp_loss, stats
 
 
 # -- data -----------------------------------------------------------------------------------
@@ -287,30 +252,12 @@ class PairStream:
             number += 1
 
 
-def collate(pairs: list[NspPair], special: SpecialTokens, max_length: int) -> dict:
-    """Pad a batch of pairs to its longest member; NSP labels in Hugging Face's convention."""
-    packed = [pack_inputs(p.ids_a, p.ids_b, special, max_length) for p in pairs]
-    width = max(len(p) for p in packed)
-
-    def column(rows, fill):
-        return torch.tensor([r + [fill] * (width - len(r)) for r in rows])
-
-    input_ids = column([p.input_ids for p in packed], special.pad)
-    attention = column([p.attention_mask for p in packed], 0)
-    special_mask = (attention == 0) | (input_ids == special.cls) | (input_ids == special.sep)
-    return {"input_ids": input_ids, "attention_mask": attention,
-            "token_type_ids": column([p.token_type_ids for p in packed], 0),
-            "special_mask": special_mask,
-            "next_sentence_label": torch.tensor([hf_next_sentence_label(p.is_next)
-                                                 for p in pairs])}
-
-
 def masked_batch(pairs: list[NspPair], tokenizer, config: PretrainConfig, index: int,
                  device: str) -> dict:
     """Collate and mask micro-batch number `index`; its masking seed depends only on that
     number, so a resumed run masks exactly as an uninterrupted one."""
     special = SpecialTokens.of(tokenizer)
-    batch = collate(pairs, special, config.max_length)
+    batch = collate_pairs(pairs, special, config.max_length)
     special_mask = batch.pop("special_mask")
     if config.mlm:
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + index)
@@ -463,11 +410,7 @@ def _train_step(model, optimizer, scheduler, batches, config, device) -> dict:
             totals[key] += stats[key] / config.grad_accum
         for key in ("mlm_correct", "mlm_total", "nsp_correct", "nsp_total"):
             totals[key] += stats[key]
-    torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
-                                   config.clip)
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
+    optimizer_step(model, optimizer, scheduler, config.clip)
     return totals
 
 

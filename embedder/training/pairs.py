@@ -22,10 +22,9 @@ import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+from ..coherence import IS_NEXT, NOT_NEXT
+from ..inputs import truncate_for_continuation, truncate_longest_first
 from .corpus import CorpusError, Document
-from .inputs import truncate_for_continuation, truncate_longest_first
-
-IS_NEXT, NOT_NEXT = 1, 0
 
 
 def hf_next_sentence_label(is_next: int) -> int:

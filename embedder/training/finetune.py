@@ -20,13 +20,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import EmbedderError, InvalidInputError, ModelLoadError
-from .inputs import SpecialTokens, pack_inputs
-from .loading import pick_device, quiet_hf_loading
-from .models import resolve_model_path
-from .training import adamw_with_schedule, autocast, replace_folder, seed_everything
-
-REPORT_FILE = "finetune.json"
+from ..classifier import REPORT_FILE, Classifier, encode_batch
+from ..errors import EmbedderError
+from ..loading import load_pretrained, pick_device, quiet_hf_loading
+from ..models import resolve_model_path
+from .loop import (
+    adamw_with_schedule,
+    autocast,
+    optimizer_step,
+    replace_folder,
+    seed_everything,
+    set_trainable,
+)
 
 
 class DataError(EmbedderError):
@@ -133,84 +138,20 @@ def macro_f1(gold: Sequence[str], predicted: Sequence[str], labels: Sequence[str
     return float(np.mean(list(per_class.values()))), per_class
 
 
-@dataclass
-class Prediction:
-    label: str
-    probabilities: dict[str, float]
+def evaluate(classifier: Classifier, data: LabelledData) -> tuple[float, float, dict]:
+    """(accuracy, macro-F1, per-class F1) of a classifier on labelled data.
 
-
-class Classifier:
-    """A fine-tuned text classifier: `Classifier.load(DIR).predict(texts)`."""
-
-    def __init__(self, model, tokenizer, *, max_length: int = 128, device: str = "cpu"):
-        self.model = model.eval()
-        self.tokenizer = tokenizer
-        self.special = SpecialTokens.of(tokenizer)
-        self.max_length = max_length
-        self.device = device
-
-    @property
-    def labels(self) -> list[str]:
-        return [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
-
-    @classmethod
-    def load(cls, path: str | Path, device: str | None = None) -> Classifier:
-        """Load a `bertsearch finetune` output folder.
-
-        Raises:
-            ModelLoadError: the folder holds no sequence classifier.
-        """
-        from transformers import AutoTokenizer, BertForSequenceClassification
-
-        folder = resolve_model_path(path)
-        report = folder / REPORT_FILE
-        if not report.is_file():
-            raise ModelLoadError(f"'{folder}' is not a classifier made by `bertsearch "
-                                 f"finetune` (no {REPORT_FILE}).")
-        settings = json.loads(report.read_text())
-        device = pick_device(device)
-        with quiet_hf_loading():
-            tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-            model = BertForSequenceClassification.from_pretrained(
-                str(folder), local_files_only=True, dtype=torch.float32)
-        return cls(model.to(device), tokenizer, max_length=settings["max_length"],
-                   device=device)
-
-    def probabilities(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Class probabilities `(len(texts), classes)` in `labels` order."""
-        if isinstance(texts, str):
-            raise InvalidInputError("Pass a list of texts, not a single string.")
-        texts = list(texts)
-        out = np.zeros((len(texts), len(self.labels)))
-        for start in range(0, len(texts), batch_size):
-            batch = _encode(self.tokenizer, self.special, texts[start:start + batch_size],
-                            self.max_length, self.device)
-            with torch.inference_mode():
-                logits = self.model(**batch).logits.float()
-            out[start:start + batch_size] = torch.softmax(logits, -1).cpu().numpy()
-        return out
-
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        """The most likely label of each text, with every label's probability."""
-        labels = self.labels
-        return [Prediction(labels[int(row.argmax())],
-                           {label: float(p) for label, p in zip(labels, row)})
-                for row in self.probabilities(texts)]
-
-    def evaluate(self, data: LabelledData) -> tuple[float, float, dict]:
-        """(accuracy, macro-F1, per-class F1) on labelled data.
-
-        Raises:
-            DataError: the data has a label this classifier does not know.
-        """
-        unknown = sorted(set(data.labels) - set(self.labels))
-        if unknown:
-            raise DataError(f"Label(s) {', '.join(unknown)} are not among the classifier's "
-                            f"labels ({', '.join(self.labels)}).")
-        predicted = [p.label for p in self.predict(data.texts)]
-        accuracy = float(np.mean([g == p for g, p in zip(data.labels, predicted)]))
-        f1, per_class = macro_f1(data.labels, predicted, self.labels)
-        return accuracy, f1, per_class
+    Raises:
+        DataError: the data has a label this classifier does not know.
+    """
+    unknown = sorted(set(data.labels) - set(classifier.labels))
+    if unknown:
+        raise DataError(f"Label(s) {', '.join(unknown)} are not among the classifier's "
+                        f"labels ({', '.join(classifier.labels)}).")
+    predicted = [p.label for p in classifier.predict(data.texts)]
+    accuracy = float(np.mean([g == p for g, p in zip(data.labels, predicted)]))
+    f1, per_class = macro_f1(data.labels, predicted, classifier.labels)
+    return accuracy, f1, per_class
 
 
 def finetune(train: LabelledData, evaluation: LabelledData, config: FinetuneConfig,
@@ -248,17 +189,13 @@ def finetune(train: LabelledData, evaluation: LabelledData, config: FinetuneConf
         losses = []
         for start in range(0, len(order), config.batch_size):
             chunk = order[start:start + config.batch_size]
-            batch = _encode(tokenizer, classifier.special, [train.texts[i] for i in chunk],
-                            config.max_length, device)
+            batch = encode_batch(tokenizer, classifier.special,
+                                 [train.texts[i] for i in chunk], config.max_length, device)
             with autocast(device):
                 logits = model(**batch).logits
             loss = F.cross_entropy(logits.float(), label_ids[chunk].to(device))
             loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
-                                           1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer_step(model, optimizer, scheduler)
             losses.append(loss.item())
             step += 1
             if progress:
@@ -289,20 +226,16 @@ def _epoch_report(classifier: Classifier, data: LabelledData, epoch: int,
 
 
 def _load_for_classification(config: FinetuneConfig, labels: list[str], device: str):
-    from transformers import AutoTokenizer, BertForSequenceClassification
+    from transformers import BertForSequenceClassification
 
-    path = resolve_model_path(config.model)
-    with quiet_hf_loading():
-        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        model = BertForSequenceClassification.from_pretrained(
-            str(path), local_files_only=True, dtype=torch.float32, num_labels=len(labels),
-            id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)})
+    loaded = load_pretrained(
+        resolve_model_path(config.model), BertForSequenceClassification,
+        num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)})
     if config.freeze_encoder:  # train only the [CLS] head: the pooler and the classifier
-        for param in model.bert.embeddings.parameters():
-            param.requires_grad_(False)
-        for param in model.bert.encoder.parameters():
-            param.requires_grad_(False)
-    return model.to(device), tokenizer
+        encoder = ("bert.embeddings.", "bert.encoder.")
+        set_trainable(loaded.model, lambda name: not name.startswith(encoder))
+    return loaded.model.to(device), loaded.tokenizer
 
 
 def _save(classifier: Classifier, config: FinetuneConfig, reports, epoch: int) -> None:
@@ -319,11 +252,3 @@ def _save(classifier: Classifier, config: FinetuneConfig, reports, epoch: int) -
     with quiet_hf_loading():
         replace_folder(Path(config.out).expanduser(), write)
 
-
-def _encode(tokenizer, special: SpecialTokens, texts: list[str], max_length: int,
-            device: str) -> dict:
-    from .encoder import collate
-
-    ids = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
-    packed = [pack_inputs(i, None, special, max_length) for i in ids]
-    return collate(packed, max(len(p) for p in packed), special.pad, device)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import EmbedderError
+from ..errors import EmbedderError
 
 CORPUS_SUFFIXES = {".txt", ".md", ".rst", ".text", ".markdown"}
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")

@@ -9,36 +9,39 @@ builds such pairs from an index (`bertsearch coherence train --index DIR`).
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from .coherence import (
+from ..coherence import (
     DELTA_FILE,
     INFO_FILE,
+    LORA_A,
+    LORA_B,
     PACKAGED_COHERENCE,
     CoherenceScorer,
-    save_delta,
+    TextPair,
+    accuracy_by_kind,
+    load_base,
+    read_nsp_model,
 )
-from .errors import InvalidInputError
-from .inputs import truncate_for_continuation
-from .pairs import IS_NEXT, NspPair
-from .pretrain import collate, pretraining_loss
-from .training import adamw_with_schedule, autocast, seed_everything
-
-
-@dataclass(frozen=True)
-class TextPair:
-    """A labelled passage pair: `is_next` is 1 when B follows A (the lecture's y)."""
-
-    a: str
-    b: str
-    is_next: int
-    kind: str  # "next", "random", "same_document" or "swapped"
+from ..errors import InvalidInputError, ModelLoadError
+from ..inputs import truncate_for_continuation
+from ..models import resolve_model_path, weights_fingerprint
+from .loop import (
+    adamw_with_schedule,
+    autocast,
+    collate_pairs,
+    optimizer_step,
+    seed_everything,
+    set_trainable,
+)
+from .lora import factorize
+from .objectives import pretraining_loss
+from .pairs import NspPair
 
 
 @dataclass
@@ -49,19 +52,6 @@ class CoherenceTrainingResult:
     train_pairs: int
     held_out_pairs: int
     seconds: float
-
-
-def accuracy_by_kind(scorer: CoherenceScorer, pairs: Sequence[TextPair]) -> dict[str, float]:
-    """Accuracy of `P(next) >= 0.5` on labelled pairs, overall and for each kind of pair."""
-    if not pairs:
-        return {}
-    scores = scorer.scores([(p.a, p.b) for p in pairs])
-    right: dict[str, list[bool]] = {}
-    for pair, score in zip(pairs, scores):
-        ok = (score >= 0.5) == (pair.is_next == IS_NEXT)
-        right.setdefault(pair.kind, []).append(bool(ok))
-        right.setdefault("overall", []).append(bool(ok))
-    return {kind: sum(v) / len(v) for kind, v in sorted(right.items())}
 
 
 def train_coherence(train: Sequence[TextPair], held_out: Sequence[TextPair],
@@ -95,7 +85,9 @@ def train_coherence(train: Sequence[TextPair], held_out: Sequence[TextPair],
     scorer = CoherenceScorer.load(base or PACKAGED_COHERENCE, device=device)
     before = accuracy_by_kind(scorer, held_out)
     model = scorer.model
-    _train_only(model, layers)
+    trained = tuple(f"bert.encoder.layer.{i}." for i in layers) + (
+        "bert.pooler.", "cls.seq_relationship.")
+    set_trainable(model, lambda name: name.startswith(trained))
     examples = _tokenized(scorer, train)
     optimizer, scheduler = adamw_with_schedule(model, lr, 0.01, steps, max(1, steps // 10))
     rng = random.Random(seed)
@@ -107,16 +99,13 @@ def train_coherence(train: Sequence[TextPair], held_out: Sequence[TextPair],
             rng.shuffle(fresh)
             order.extend(fresh)
         chunk, order = order[:batch_size], order[batch_size:]
-        batch = collate([examples[i] for i in chunk], scorer.special, scorer.max_length)
+        batch = collate_pairs([examples[i] for i in chunk], scorer.special, scorer.max_length)
         batch.pop("special_mask")
         batch = {k: v.to(scorer.device) for k, v in batch.items()}
         with autocast(scorer.device):
             loss, _ = pretraining_loss(model, batch, mlm=False)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer_step(model, optimizer, scheduler)
         if progress:
             progress(step, steps, loss.item())
     model.eval()
@@ -131,13 +120,6 @@ def train_coherence(train: Sequence[TextPair], held_out: Sequence[TextPair],
                                    time.perf_counter() - started)
 
 
-def _train_only(model, layers: Sequence[int]) -> None:
-    trained = tuple(f"bert.encoder.layer.{i}." for i in layers) + (
-        "bert.pooler.", "cls.seq_relationship.")
-    for name, param in model.named_parameters():
-        param.requires_grad_(name.startswith(trained))
-
-
 def _tokenized(scorer: CoherenceScorer, pairs: Sequence[TextPair]) -> list[NspPair]:
     texts = sorted({t for p in pairs for t in (p.a, p.b)})
     ids = dict(zip(texts, scorer.tokenizer(texts, add_special_tokens=False,
@@ -147,3 +129,60 @@ def _tokenized(scorer: CoherenceScorer, pairs: Sequence[TextPair]) -> list[NspPa
         a, b, _ = truncate_for_continuation(ids[p.a], ids[p.b], scorer.max_length - 3)
         out.append(NspPair(a, b, p.is_next, p.kind))
     return out
+
+
+def export_delta(checkpoint: str | os.PathLike, out: str | os.PathLike, layers: list[int],
+                 extra: dict | None = None, lora_rank: int = 0) -> Path:
+    """Save the parts of an NSP checkpoint folder that differ from the default encoder as a
+    small fp16 delta (see `save_delta`). This is how the packaged default stays a few MB."""
+    model = read_nsp_model(resolve_model_path(checkpoint)).model
+    return save_delta(model, out, layers, extra, lora_rank=lora_rank)
+
+
+def save_delta(model, out: str | os.PathLike, layers: list[int],
+               extra: dict | None = None, max_length: int = 128, lora_rank: int = 0) -> Path:
+    """Write the given top `layers`, the pooler and the NSP head of `model` as fp16, with an
+    `info.json` naming the base encoder they go over. With `lora_rank`, the dense weights of
+    the other layers (trained through LoRA adapters) go as two rank-`lora_rank` factors.
+
+    Raises:
+        ModelLoadError: the model changed tensors outside those parts, so a delta would
+            silently lose training.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    base, _ = load_base()
+    base_state = base.state_dict()
+    prefixes = tuple(f"bert.encoder.layer.{i}." for i in layers) + (
+        "bert.pooler.", "cls.seq_relationship.")
+    state = {name: t.detach().cpu().float() if t.is_floating_point() else t.detach().cpu()
+             for name, t in model.state_dict().items()}
+    delta = {name: tensor.to(torch.float16).contiguous()
+             for name, tensor in state.items() if name.startswith(prefixes)}
+    changed = [name for name, tensor in state.items()
+               if not name.startswith(prefixes) and name.startswith("bert.")
+               and not torch.equal(tensor, base_state[name])]
+    for name in changed if lora_rank else []:
+        if not (name.startswith("bert.encoder.layer.") and name.endswith(".weight")
+                and state[name].ndim == 2):
+            continue
+        try:
+            b, a = factorize(state[name] - base_state[name], lora_rank)
+        except ValueError as exc:
+            raise ModelLoadError(f"{name}: {exc}; it was not trained through LoRA adapters "
+                                 f"of rank {lora_rank}.") from exc
+        delta[name + LORA_B] = b.to(torch.float16).contiguous()
+        delta[name + LORA_A] = a.to(torch.float16).contiguous()
+    changed = [name for name in changed if name + LORA_A not in delta]
+    if changed:
+        raise ModelLoadError(f"The model changed tensors outside the exported layers "
+                             f"(e.g. {changed[0]}); export the layers that were trained.")
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(delta, str(folder / DELTA_FILE))
+    info = {"base_fingerprint": weights_fingerprint(base.bert), "layers": layers,
+            "lora_rank": lora_rank, "max_length": max_length, "tensors": len(delta),
+            **(extra or {})}
+    (folder / INFO_FILE).write_text(json.dumps(info, indent=2))
+    return folder
