@@ -13,7 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 import click
 
 from embedder.errors import BertsearchError
-from indexer.limits import MAX_K
+from indexer.limits import DEFAULT_MODE, MAX_K, MODES
 
 
 def _version() -> str:
@@ -116,10 +116,16 @@ index_option = click.option(
               help="Skip larger files.")
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1),
               help="Passages embedded and committed together; a crash loses at most one batch.")
+@click.option("--context", type=click.Choice(["headings", "plain"]), default="headings",
+              show_default=True,
+              help="Embed each passage with its document's title and section headings, or "
+                   "its text alone (a change re-embeds everything on the next sync).")
+@click.option("--wait", is_flag=True,
+              help="If another indexer is writing this index, wait for it instead of failing.")
 @backend_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no list of skipped files.")
 def index(folder, index_dir, model, include, exclude, rebuild, chunk_tokens, overlap,
-          index_type, max_file_mb, batch_size, backend, quiet):
+          index_type, max_file_mb, batch_size, context, wait, backend, quiet):
     """Index the documents in FOLDER (.txt .md .rst .html .pdf), or sync the index with it.
 
     Re-running on the same folder embeds only new and changed files and drops deleted ones.
@@ -137,7 +143,11 @@ def index(folder, index_dir, model, include, exclude, rebuild, chunk_tokens, ove
             folder, index_dir, encoder, chunk=ChunkSettings(chunk_tokens, overlap),
             include=list(include), exclude=list(exclude), rebuild=rebuild,
             index_type=index_type, max_file_bytes=int(max_file_mb * 1024 * 1024),
-            batch_passages=batch_size, progress=progress)
+            batch_passages=batch_size, context=context, wait=wait, progress=progress)
+    if report.recipe_change:
+        old, new = report.recipe_change
+        click.echo(f"The passage recipe changed ({old} -> {new}): every document was "
+                   f"re-embedded.", err=True)
     click.echo(f"Indexed {report.folder} into {report.index}: {report.summary()}.")
     if not quiet:
         for skipped in report.skipped:
@@ -149,20 +159,34 @@ def index(folder, index_dir, model, include, exclude, rebuild, chunk_tokens, ove
 @index_option
 @click.option("-k", "--top", "k", default=10, show_default=True, type=click.IntRange(1, MAX_K),
               help="How many passages to show.")
+@click.option("--mode", type=click.Choice(MODES), default=None,
+              help=f"hybrid (meaning and keywords fused), dense (meaning) or keyword (BM25); "
+                   f"default: {DEFAULT_MODE}.")
+@click.option("--where", multiple=True, metavar="KEY=VALUE",
+              help="Only documents whose metadata matches (also !=, >, >=, <, <=); "
+                   "repeatable, all must hold. E.g. --where year>=2020 --where tag=faq")
+@click.option("--path", "path_glob", metavar="GLOB",
+              help="Only documents whose path in the folder matches, e.g. 'api/*.md'.")
+@click.option("--filter", "filter_json", metavar="JSON",
+              help='A whole filter, e.g. \'{"$or": [{"tag": "faq"}, {"year": 2025}]}\'.')
 @click.option("--json", "as_json", is_flag=True, help="Print the hits as a JSON array.")
 @click.option("--coherence", "with_coherence", is_flag=True,
               help="Also score how the hits follow one another (NSP) and suggest an order.")
-def query(text, index_dir, k, as_json, with_coherence):
-    """Show the indexed passages most similar to TEXT.
+def query(text, index_dir, k, mode, where, path_glob, filter_json, as_json, with_coherence):
+    """Show the indexed passages that best answer TEXT, its words highlighted.
 
     \b
     Example:
       bertsearch query "how is BERT pretrained?" --index my-index -k 5
+      bertsearch query "EADDRINUSE" --mode keyword --path 'networking/*'
+      bertsearch query "printer jams" --where year>=2024 --where team=ops
     """
     from indexer import Index
+    from indexer.filters import filter_from_options
 
+    spec = filter_from_options(where, path_glob, filter_json)
     with Index.open(index_dir) as index:
-        hits = index.search(text, k)
+        hits = index.search(text, k, filter=spec, mode=mode)
     chain = order = None
     if with_coherence and len(hits) >= 2:
         from indexer.coherence import coherence_scorer_for
@@ -176,11 +200,12 @@ def query(text, index_dir, k, as_json, with_coherence):
         click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
         return
     if not hits:
-        click.echo("No passages in the index.")
+        click.echo("No passages match." if spec else "No passages in the index.")
     for rank, hit in enumerate(hits, 1):
         click.echo(f"{rank:>2}. {hit.score:.3f}  {_shown_path(hit.file)}:"
-                   f"{hit.line_start}-{hit.line_end}")
-        click.echo(f"    {_snippet(hit.text)}")
+                   f"{hit.line_start}-{hit.line_end}"
+                   + (f"  ({' > '.join(hit.headings)})" if hit.headings else ""))
+        click.echo(f"    {_snippet(hit)}")
     if chain:
         click.echo(f"\nCoherence of consecutive hits (P(next)): "
                    f"{' '.join(f'{s:.2f}' for s in chain.pair_scores)}")
@@ -189,6 +214,78 @@ def query(text, index_dir, k, as_json, with_coherence):
     if order:
         click.echo(f"Suggested reading order: {', '.join(str(i + 1) for i in order.order)} "
                    f"(mean P(next) {order.mean:.2f})")
+
+
+@main.group()
+def documents():
+    """Add, read and delete documents by id (the documents API), without a folder.
+
+    \b
+    Example:
+      bertsearch documents put ticket-42 --text "Printer on floor 3 jams" --meta year=2025
+      bertsearch documents put notes/today --file today.md --meta tag=journal
+      bertsearch documents get ticket-42
+      bertsearch documents delete ticket-42
+    """
+
+
+@documents.command("put")
+@click.argument("doc_id", metavar="ID")
+@index_option
+@click.option("--text", help="The document's text.")
+@click.option("--file", "path", type=click.File(encoding="utf-8"),
+              help="Read the text from a file (- for stdin).")
+@click.option("--meta", multiple=True, metavar="KEY=VALUE",
+              help="A metadata field (VALUE read as JSON when it is one); repeatable.")
+@click.option("--metadata", "metadata_json", metavar="JSON", help="All metadata as JSON.")
+def documents_put(doc_id, index_dir, text, path, meta, metadata_json):
+    """Add or replace document ID (an index is created if there is none).
+
+    The text is chunked and embedded as a file's would be; the same text again embeds
+    nothing, and new metadata alone is only recorded.
+    """
+    from indexer import Index
+    from indexer.index import metadata_from_options
+
+    if (text is None) == (path is None):
+        raise click.ClickException("Give the text with --text or --file (one of them).")
+    metadata = metadata_from_options(meta, metadata_json)
+    with Index.open(index_dir, create=True) as index:
+        result = index.upsert(doc_id, text if path is None else path.read(), metadata)
+    click.echo(f"{result.id}: {result.action} ({result.passages} passages).")
+
+
+@documents.command("get")
+@click.argument("doc_id", metavar="ID")
+@index_option
+@click.option("--json", "as_json", is_flag=True, help="Print the document as JSON.")
+def documents_get(doc_id, index_dir, as_json):
+    """Print document ID: its metadata and text."""
+    from indexer import Index
+
+    with Index.open(index_dir) as index:
+        document = index.get(doc_id)
+    if document is None:
+        raise click.ClickException(f"No document with id '{doc_id}' in the index.")
+    if as_json:
+        click.echo(json.dumps(document.to_dict(), indent=2, ensure_ascii=False))
+        return
+    click.echo(f"id: {document.id} ({document.origin}, {document.passages} passages)")
+    click.echo(f"metadata: {json.dumps(document.metadata, ensure_ascii=False)}\n")
+    click.echo(document.text if document.text is not None else "(text not kept)")
+
+
+@documents.command("delete")
+@click.argument("doc_id", metavar="ID")
+@index_option
+def documents_delete(doc_id, index_dir):
+    """Delete document ID (added with `documents put`) with every trace of it."""
+    from indexer import Index
+
+    with Index.open(index_dir) as index:
+        if not index.delete(doc_id):
+            raise click.ClickException(f"No document with id '{doc_id}' in the index.")
+    click.echo(f"{doc_id}: deleted.")
 
 
 @main.command()
@@ -511,9 +608,13 @@ def _shown_path(path: str) -> str:
     return path if relative.startswith("..") else relative
 
 
-def _snippet(text: str, width: int = 160) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[:width - 1].rsplit(" ", 1)[0] + " …"
+def _snippet(hit) -> str:
+    """The passage flattened to one line around its first matched word, the query's words
+    in bold (click drops the styling when the output is not a terminal)."""
+    from indexer.keywords import mark, snippet
+
+    line, spans = snippet(hit.text, list(hit.highlights), width=160)
+    return mark(line, spans, "\x1b[1m", "\x1b[22m")
 
 
 class _progress_bar:

@@ -36,9 +36,9 @@ SYSTEMS = ["bertsearch torch", "bertsearch onnx", "bertsearch onnx-int8", "txtai
 def prepare(work: Path, files: int, n_queries: int) -> None:
     """Copy the folder, chunk it once, pick the queries, compute the exact ranking."""
     from embedder import Encoder
-    from indexer.build import chunk_document
     from indexer.chunking import ChunkSettings
     from indexer.documents import extract_text
+    from indexer.passages import chunk_document
 
     source = shared_data() / "linux-docs"
     folder = work / "docs"

@@ -1,12 +1,15 @@
-"""In-process query latency (embed + search + fetch) at 100,000 passages, per backend.
+"""Query latency at 100,000 passages: the /search path (embed + search + fetch), by mode,
+with and without a filter.
 
-    python bench/query.py [--passages 100000] [--queries 200]
+    python bench/query.py [--passages 100000] [--queries 200] [--backends torch,onnx]
 
-The first 40 linux-docs files are indexed for real; their passages and vectors are then
-replicated (each copy's vector with a little noise, renormalised; text shared) until the
-SQLite store holds `--passages` passages — so the size is reached by replication, as
-stated. Each backend then answers the same queries through `Index.search`; the embedding
-alone is timed too, and the flat (exact) index's search alone.
+The first 40 linux-docs files are indexed for real; their documents are then replicated
+(each copy's vectors with a little noise, renormalised; the text shared, so the keyword
+index grows as the real one would) until the store holds `--passages` passages, so the size
+is reached by replication, as stated. Each copy carries `bucket` metadata (0-99), so the
+filter `{"bucket": 7}` matches 1 % of the passages. Every run answers the same queries of
+ten words through `Index.search` — what `/search` calls — and reports p50/p99; the query
+embedding alone is timed too, and recall@10 of dense search against exact search.
 """
 
 from __future__ import annotations
@@ -20,81 +23,105 @@ import numpy as np
 from common import Timer, print_table, shared_data
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--passages", type=int, default=100_000)
-    parser.add_argument("--queries", type=int, default=200)
-    args = parser.parse_args()
+def build(work: Path, passages: int, encoder) -> list[str]:
+    """The replicated index in `work/index`; returns the passage texts of the real part."""
+    from indexer import build_index
+    from indexer.store import API, NewDocument, NewPassage, open_store
 
-    from embedder import Encoder
-    from indexer import Index, build_index
-    from indexer.store import NewPassage, Store
-
-    work = Path(tempfile.mkdtemp(prefix="bertsearch-query-"))
     source = shared_data() / "linux-docs"
     for path in sorted(source.rglob("*.rst"))[:40]:
         target = work / "docs" / path.relative_to(source)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, target)
-    torch_encoder = Encoder.load("default", device="cpu")
-    build_index(work / "docs", work / "index", torch_encoder)
-
-    store = Store.open(work / "index")
-    rows = store.passages(list(store.passage_ids()))
-    texts = [rows[i].text for i in sorted(rows)]
-    ids, vectors = next(store.vectors(batch=10 ** 9))
+    build_index(work / "docs", work / "index", encoder)
+    store = open_store(work / "index")
+    originals = []
+    for doc_id, _, key in store.iter_documents():
+        rows = store.document_passages(doc_id)
+        _, vectors = zip(*store.stored_vectors(np.array([r.id for r in rows])))
+        originals.append((store.document(key), rows, np.concatenate(vectors)))
     rng = np.random.default_rng(0)
-    copy = 0
-    while store.counts()[1] < args.passages:
-        need = min(len(texts), args.passages - store.counts()[1])
-        noisy = vectors[:need] + rng.normal(scale=0.02, size=(need, vectors.shape[1]))
-        noisy = (noisy / np.linalg.norm(noisy, axis=1, keepdims=True)).astype(np.float32)
-        passages = [NewPassage(i, 0, len(t), 1, 1, 0, t) for i, t in enumerate(texts[:need])]
-        store.write_documents("/replicas", [(f"copy{copy}.txt", "x", 0, 0.0, passages)], noisy)
+    copy, total = 0, store.counts()[1]
+    while total < passages:
+        batch, vectors = [], []
+        for record, rows, block in originals:
+            if total >= passages:
+                break
+            rows = rows[:passages - total]
+            noisy = block[:len(rows)] + rng.normal(scale=0.02, size=(len(rows), block.shape[1]))
+            vectors.append(noisy / np.linalg.norm(noisy, axis=1, keepdims=True))
+            batch.append(NewDocument(
+                f"copy{copy}/{record.key}", API, "", f"copy{copy}/{record.key}",
+                f"{record.content_hash}-{copy}", record.size, record.mtime,
+                {**record.metadata, "bucket": copy % 100, "copy": copy}, record.text,
+                [NewPassage(r.ordinal, r.start, r.end, r.line_start, r.line_end, 0, r.text,
+                            r.headings) for r in rows]))
+            total += len(rows)
+        store.write_documents(batch, np.concatenate(vectors).astype(np.float32))
         copy += 1
-    total = store.counts()[1]
+    store.checkpoint()
+    texts = [r.text for _, rows, _ in originals for r in rows]
     store.close()
+    return texts
+
+
+def percentile(values, q) -> float:
+    return float(np.percentile(values, q))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--passages", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--backends", default="torch")
+    args = parser.parse_args()
+
+    from embedder import Encoder
+    from indexer import Index
+
+    work = Path(tempfile.mkdtemp(prefix="bertsearch-query-"))
+    torch_encoder = Encoder.load("default", device="cpu")
+    texts = build(work, args.passages, torch_encoder)
+    rng = np.random.default_rng(1)
     queries = [" ".join(texts[i].split()[:10])
                for i in rng.choice(len(texts), args.queries, replace=False)]
 
-    results = []
-    exact_ids = None
-    runs = [("torch", "flat"), ("torch", "auto"), ("onnx", "auto"), ("onnx-int8", "flat"),
-            ("onnx-int8", "auto")]
-    for backend, kind in runs:
+    runs = [("dense", None), ("hybrid", None), ("keyword", None),
+            ("dense", {"bucket": 7}), ("hybrid", {"bucket": 7})]
+    rows = []
+    for backend in args.backends.split(","):
         encoder = torch_encoder if backend == "torch" else Encoder.load(backend=backend)
-        store = Store.open(work / "index")
-        store.save_settings({"index_type": kind})
-        store.close()
-        (work / "index" / "vectors.faiss").unlink(missing_ok=True)
-        index = Index.open(work / "index", encoder=encoder)
-        for q in queries[:10]:
-            index.search(q, 10)
-        full, embed_only, search_only, found = [], [], [], []
-        for q in queries:
-            with Timer() as t:
+        with Index.open(work / "index", encoder=encoder) as index:
+            total = len(index)
+            kind = index.stats()["vector_index"]
+            exact = [[i for i, _ in index.store.dense_search(encoder.encode([q]), 10,
+                                                               exact=True)[0]]
+                     for q in queries]
+            for q in queries[:10]:  # warm up
                 index.search(q, 10)
-            full.append(t.seconds * 1000)
-            with Timer() as t:
-                vector = encoder.encode([q])
-            embed_only.append(t.seconds * 1000)
-            with Timer() as t:
-                _, ids = index._vectors.search(vector, 10)
-            search_only.append(t.seconds * 1000)
-            found.append(ids[0])
-        if exact_ids is None:
-            exact_ids = found  # torch + flat: the exact ranking
-        recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, exact_ids)])
-        vector_index = index.stats()["vector_index"]
-        index.close()
-        p = lambda xs, q: float(np.percentile(xs, q))  # noqa: E731
-        results.append([backend, f"{kind} ({vector_index})", p(full, 50), p(full, 99),
-                        p(embed_only, 50), p(search_only, 50), recall])
+            embed_only = []
+            for q in queries:
+                with Timer() as t:
+                    encoder.encode([q])
+                embed_only.append(t.seconds * 1000)
+            for mode, spec in runs:
+                times, found = [], []
+                for q in queries:
+                    with Timer() as t:
+                        hits = index.search(q, 10, mode=mode, filter=spec)
+                    times.append(t.seconds * 1000)
+                    found.append([h.passage_id for h in hits])
+                    assert len(hits) == 10, (mode, spec, len(hits))
+                recall = (np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, exact)])
+                          if mode == "dense" and spec is None else float("nan"))
+                rows.append([backend, mode, "1 % (bucket = 7)" if spec else "-",
+                             percentile(times, 50), percentile(times, 99),
+                             percentile(embed_only, 50) if mode != "keyword" else 0.0,
+                             recall])
     print(f"{total} passages ({len(texts)} real, the rest replicas with noisy vectors), "
-          f"{args.queries} queries of ten words")
-    print_table(["backend", "index type", "Index.search p50 ms", "p99 ms",
-                 "embed only p50 ms", "FAISS search only p50 ms", "recall@10 vs exact"],
-                results)
+          f"vector index {kind}, {args.queries} queries of ten words")
+    print_table(["backend", "mode", "filter", "Index.search p50 ms", "p99 ms",
+                 "embed only p50 ms", "dense recall@10 vs exact"], rows)
     shutil.rmtree(work, ignore_errors=True)
 
 

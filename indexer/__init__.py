@@ -1,10 +1,11 @@
-"""bertsearch's indexer: a document folder -> passages in SQLite + vectors in FAISS.
+"""bertsearch's indexer: documents -> passages, vectors and keywords in a store; search.
 
     from embedder import Encoder
     from indexer import build_index, Index
 
     report = build_index("docs/", "my-index", Encoder.load())
-    hits = Index.open("my-index").search("how is BERT pretrained?", k=5)
+    with Index.open("my-index") as index:
+        hits = index.search("how is BERT pretrained?", k=5)
 
 Names are imported on first use, so `import indexer.limits` (the CLI does, at start) does not
 pay for FAISS and SQLite.
@@ -17,7 +18,9 @@ _EXPORTS = {
     "Chunk": "chunking", "ChunkSettings": "chunking", "chunk_text": "chunking",
     "FolderNotFoundError": "errors", "IndexCorruptError": "errors", "IndexerError": "errors",
     "IndexMismatchError": "errors", "IndexNotFoundError": "errors",
-    "Hit": "search", "Index": "search", "IndexSettings": "settings",
+    "IndexBusyError": "errors", "IndexReadOnlyError": "errors", "FilterError": "filters",
+    "Document": "index", "Hit": "index", "Index": "index", "UpsertResult": "index",
+    "IndexSettings": "settings",
 }
 
 __all__ = sorted(_EXPORTS)

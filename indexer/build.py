@@ -1,14 +1,20 @@
 """Building and syncing an index from a document folder: `build_index`.
 
 Run it again on the same folder and it only does what changed: new and edited files (by
-content hash) are chunked and embedded, deleted ones are removed, and an unchanged folder
-costs a directory walk. Work is committed to SQLite a batch of documents at a time, so a
-crash loses at most the batch in flight; the FAISS file is brought up to date at the end
-(and by the next open, should the run die first).
+content hash) are chunked and embedded, deleted ones are removed, files whose content is
+the same but whose metadata moved on (mtime, front matter) only get their metadata updated,
+and an unchanged folder costs a directory walk. Documents added through the documents API
+are never touched by a folder sync. Work is committed a batch of documents at a time, so a
+crash loses at most the batch in flight. One writer at a time: a second `build_index` on the
+same index waits or says who holds it.
+
+When the passage recipe (what passages are embedded with) differs from the one the index
+records, everything is re-embedded, and the report says why.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,25 +22,23 @@ from pathlib import Path
 
 from embedder.prefetch import prefetch
 
-from .chunking import Chunk, ChunkSettings, chunk_text
+from .chunking import ChunkSettings
 from .documents import (
     DEFAULT_MAX_FILE_BYTES,
+    Extracted,
     FoundFile,
     SkippedFile,
     UnreadableFile,
     content_hash,
-    extract_text,
+    extract_document,
     read_bytes,
     walk_folder,
 )
 from .errors import FolderNotFoundError, IndexerError, IndexMismatchError
-from .search import load_vectors
+from .passages import DEFAULT_RECIPE, RECIPES, document_passages, embedding_inputs
 from .settings import IndexSettings, TextEncoder
-from .store import NewPassage, Store
+from .store import FOLDER, NewDocument, NewPassage, Store, StoredDocument, open_store
 from .vectors import choose_kind
-
-# Tokenize long documents in blocks this size, so offsets stay cheap for a 10 MB file.
-TOKENIZE_BLOCK_CHARS = 100_000
 
 
 @dataclass
@@ -47,9 +51,11 @@ class SyncReport:
     changed: int = 0
     removed: int = 0
     unchanged: int = 0
+    metadata_updated: int = 0
     skipped: list[SkippedFile] = field(default_factory=list)
     passages_written: int = 0
     passages_removed: int = 0
+    recipe_change: tuple[str, str] | None = None  # (old, new) when everything is re-embedded
     seconds: float = 0.0
 
     @property
@@ -66,29 +72,33 @@ class SyncReport:
 ProgressCallback = Callable[[int, int, int], None]  # (files done, files total, passages)
 
 
-def build_index(folder: str | Path, index_dir: str | Path, encoder: TextEncoder, *,
-                chunk: ChunkSettings = ChunkSettings(), include: list[str] | None = None,
-                exclude: list[str] | None = None, rebuild: bool = False,
-                index_type: str = "auto", max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
-                batch_passages: int = 256,
-                progress: ProgressCallback | None = None) -> SyncReport:
-    """Index (or re-sync) every readable document below `folder` into `index_dir`.
+def build_index(folder: str | Path, index: str | Path, encoder: TextEncoder, *,
+                chunk: ChunkSettings = ChunkSettings(), context: str = DEFAULT_RECIPE,
+                include: list[str] | None = None, exclude: list[str] | None = None,
+                rebuild: bool = False, index_type: str = "auto",
+                max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, batch_passages: int = 256,
+                wait: bool = False, progress: ProgressCallback | None = None) -> SyncReport:
+    """Index (or re-sync) every readable document below `folder` into `index`.
 
     Args:
         folder: the documents. Several folders can share one index; each syncs on its own.
-        index_dir: the index directory (created if missing).
+        index: the index directory (created if missing).
         encoder: the model; it must be the one the index was built with unless `rebuild`.
         chunk: passage size and overlap, in tokens.
+        context: what passages are embedded with: `headings` (their heading path) or
+            `plain` (their text alone); see `indexer.passages`.
         include, exclude: glob patterns choosing files (see `walk_folder`).
         rebuild: drop everything stored and re-embed with this encoder and these settings.
         index_type: `auto`, `flat` (exact) or `hnsw` (approximate).
         max_file_bytes: larger files are skipped and reported.
         batch_passages: passages embedded and committed together.
-        progress: called after each file with (files done, files total, passages written).
+        wait: wait for another writer of this index to finish instead of failing.
+        progress: called as work goes with (files done, files total, passages written).
 
     Raises:
         FolderNotFoundError: `folder` is not a folder.
         IndexMismatchError: the index was built with another model or chunk settings.
+        IndexBusyError: another writer holds the index and `wait` is False.
     """
     started = time.perf_counter()
     root = Path(folder).expanduser()
@@ -97,30 +107,41 @@ def build_index(folder: str | Path, index_dir: str | Path, encoder: TextEncoder,
     root = root.resolve()
     chunk.validate(encoder.max_seq_length)
     choose_kind(index_type, 0)  # validates the name before any work
-    index_path = Path(index_dir).expanduser()
-    try:
-        index_path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise IndexerError(
-            f"Cannot create the index folder '{index_dir}': {exc.strerror}.") from None
-    store = Store.open(index_path)
-    try:
-        settings = _prepare_settings(store, IndexSettings.of(encoder, chunk, index_type),
-                                     rebuild, index_path)
-        report = SyncReport(str(root), str(index_path))
-        _sync(store, root, encoder, chunk, report, include, exclude,
-              max_file_bytes, batch_passages, progress)
-        load_vectors(index_path, store, settings)  # catch the FAISS file up and save it
-    finally:
-        store.close()
+    if context not in RECIPES:
+        raise IndexerError(f"Passage context must be one of {', '.join(RECIPES)}; got "
+                           f"{context!r}.")
+    wanted = IndexSettings.of(encoder, chunk, index_type, context)
+    with open_store(index, create=True) as store, \
+            store.writer_lock(f"bertsearch index {root}", wait=wait):
+        report = SyncReport(str(root), store.location)
+        settings = _prepare_settings(store, wanted, rebuild, report)
+        sync = _Sync(store, root, encoder, settings, report, batch_passages)
+        sync.run(include, exclude, max_file_bytes, progress)
+        if report.recipe_change:
+            sync.reembed_api_documents()
+        store.checkpoint()  # e.g. save the FAISS file
     report.seconds = time.perf_counter() - started
     return report
 
 
-def encoder_for_index(index_dir: str | Path, model: str | None = None,
+def _prepare_settings(store: Store, wanted: IndexSettings, rebuild: bool,
+                      report: SyncReport) -> IndexSettings:
+    current = IndexSettings.from_dict(store.settings())
+    if rebuild or current is None:
+        store.clear(wanted.to_dict())
+        return wanted
+    current.check_compatible(wanted, f"'{store.location}'")
+    if current.context != wanted.context:
+        report.recipe_change = (current.context, wanted.context)
+    if current != wanted:  # index type or recipe: no stored vector of the others is wrong
+        store.save_settings({"index_type": wanted.index_type, "context": wanted.context})
+    return wanted
+
+
+def encoder_for_index(index: str | Path, model: str | None = None,
                       backend: str | None = None, pooling: str | None = None, *,
                       rebuild: bool = False, **load_options):
-    """The encoder to index or query `index_dir` with, by `embedder.resolver`'s rule: what
+    """The encoder to index or query `index` with, by `embedder.resolver`'s rule: what
     is asked for, else what the index records, else the defaults; a request that would make
     other vectors than the index holds is refused unless `rebuild`.
 
@@ -130,144 +151,156 @@ def encoder_for_index(index_dir: str | Path, model: str | None = None,
     from embedder.errors import EncoderMismatchError
     from embedder.resolver import resolve_encoder
 
-    recorded = recorded_settings(index_dir)
+    recorded = recorded_settings(index)
     try:
         return resolve_encoder(model, backend, pooling,
                                record=recorded.record if recorded else None, replace=rebuild,
-                               where=f"index '{index_dir}'", **load_options)
+                               where=f"index '{index}'", **load_options)
     except EncoderMismatchError as exc:
         raise IndexMismatchError(str(exc)) from None
 
 
-def recorded_settings(index_dir: str | Path) -> IndexSettings | None:
+def recorded_settings(index: str | Path) -> IndexSettings | None:
     """The settings an existing index was built with, or None (no index, or empty)."""
-    path = Path(index_dir).expanduser() / "passages.db"
-    if not path.is_file():
+    from .errors import IndexNotFoundError
+
+    try:
+        store = open_store(index, read_only=True)
+    except IndexNotFoundError:
         return None
-    store = Store(path)
-    try:
+    with store:
         return IndexSettings.from_dict(store.settings())
-    finally:
-        store.close()
 
 
-def _prepare_settings(store: Store, wanted: IndexSettings, rebuild: bool,
-                      index_path: Path) -> IndexSettings:
-    current = IndexSettings.from_dict(store.settings())
-    if rebuild or current is None:
-        store.clear(wanted.to_dict())
-        return wanted
-    current.check_compatible(wanted, f"'{index_path}'")
-    if current.index_type != wanted.index_type:  # no re-embedding needed, only new FAISS
-        store.save_settings({"index_type": wanted.index_type})
-    return wanted
+def folder_metadata(root: Path, file: FoundFile, document: Extracted) -> dict:
+    """A folder document's metadata: its front matter, then the built-ins (`path` within the
+    folder, `ext`, `size`, `mtime`, `folder`, and `title` unless the front matter has one)."""
+    metadata = dict(document.metadata)
+    if document.title and not isinstance(metadata.get("title"), str):
+        metadata["title"] = document.title
+    metadata.update(path=file.relpath, ext=os.path.splitext(file.relpath)[1].lower(),
+                    size=file.size, mtime=file.mtime, folder=str(root))
+    return metadata
 
 
-def _sync(store, root, encoder, chunk, report, include, exclude, max_file_bytes,
-          batch_passages, progress) -> None:
-    found, skipped = walk_folder(root, include, exclude, max_file_bytes)
-    report.skipped.extend(skipped)
-    known = store.documents(str(root))
-    present = {f.relpath for f in found}
-    gone = [doc.id for path, doc in known.items() if path not in present]
-    report.passages_removed += store.delete_documents(gone)
-    report.removed += len(gone)
+@dataclass
+class _Prepared:
+    """What to do with one file, worked out off the writer's thread."""
 
-    batch = _Batch(store, str(root), encoder, report)
-    # Reading, hashing and chunking (tokenising) run one file ahead on a worker thread,
-    # so the model never waits for them; all writes stay on this thread.
-    prepared = prefetch((_prepare(file, known.get(file.relpath), encoder, chunk)
-                         for file in found), depth=64)
-    for done, (file, stored, outcome) in enumerate(prepared, 1):
-        _apply(file, stored, outcome, store, batch, report)
-        if batch.passages >= batch_passages:
-            batch.flush()
+    file: FoundFile
+    stored: StoredDocument | None
+    action: str  # "unchanged", "metadata", "skip" or "embed"
+    skipped: SkippedFile | None = None
+    digest: str = ""
+    text: str = ""
+    metadata: dict = field(default_factory=dict)
+    passages: list[NewPassage] = field(default_factory=list)
+
+
+class _Sync:
+    """One folder's sync: walks, compares, embeds in batches, removes what is gone."""
+
+    def __init__(self, store: Store, root: Path, encoder: TextEncoder, settings: IndexSettings,
+                 report: SyncReport, batch_passages: int):
+        self.store, self.root, self.encoder = store, root, encoder
+        self.settings, self.report = settings, report
+        self.batch_passages = batch_passages
+        self.pending: list[tuple[NewDocument, bool]] = []  # (document, was it stored before)
+        self.pending_passages = 0
+        self.reembed = report.recipe_change is not None
+
+    def run(self, include, exclude, max_file_bytes, progress) -> None:
+        found, skipped = walk_folder(self.root, include, exclude, max_file_bytes)
+        self.report.skipped.extend(skipped)
+        known = self.store.folder_documents(str(self.root))
+        present = {f.relpath for f in found}
+        gone = [doc.id for path, doc in known.items() if path not in present]
+        self.report.passages_removed += self.store.delete_documents(gone)
+        self.report.removed += len(gone)
+        # Reading, hashing and chunking (tokenising) run ahead on a worker thread, so the
+        # model never waits for them; all writes stay on this thread.
+        prepared = prefetch((self._prepare(f, known.get(f.relpath)) for f in found), depth=64)
+        for done, item in enumerate(prepared, 1):
+            self._apply(item)
+            if self.pending_passages >= self.batch_passages:
+                self.flush()
+            if progress:
+                progress(done, len(found), self.report.passages_written + self.pending_passages)
+        self.flush()
         if progress:
-            progress(done, len(found), report.passages_written + batch.passages)
-    batch.flush()
-    if progress:
-        progress(len(found), len(found), report.passages_written)
+            progress(len(found), len(found), self.report.passages_written)
 
+    def _prepare(self, file: FoundFile, stored: StoredDocument | None) -> _Prepared:
+        if stored and not self.reembed and stored.size == file.size and \
+                stored.mtime == file.mtime:
+            return _Prepared(file, stored, "unchanged")
+        try:
+            data = read_bytes(file.path)
+            digest = content_hash(data)
+            document = extract_document(data, file.path.suffix)
+        except UnreadableFile as exc:
+            return _Prepared(file, stored, "skip", SkippedFile(file.relpath, str(exc)))
+        metadata = folder_metadata(self.root, file, document)
+        if stored and not self.reembed and stored.content_hash == digest:
+            return _Prepared(file, stored, "metadata", metadata=metadata)
+        passages = document_passages(document, self.encoder, self.settings.chunk)
+        return _Prepared(file, stored, "embed", None, digest, document.text, metadata,
+                         passages)
 
-def _prepare(file: FoundFile, stored, encoder, chunk):
-    """What to do with one file, worked out without touching the store:
-    "unchanged", "touch" (same content, new mtime), a `SkippedFile`, or (digest, chunks)."""
-    if stored and stored.size == file.size and stored.mtime == file.mtime:
-        return file, stored, "unchanged"
-    try:
-        data = read_bytes(file.path)
-        digest = content_hash(data)
-        if stored and stored.content_hash == digest:
-            return file, stored, "touch"
-        text = extract_text(data, file.path.suffix)
-    except UnreadableFile as exc:
-        return file, stored, SkippedFile(file.relpath, str(exc))
-    return file, stored, (digest, chunk_document(text, encoder, chunk))
+    def _apply(self, item: _Prepared) -> None:
+        report, stored = self.report, item.stored
+        if item.action == "unchanged":
+            report.unchanged += 1
+        elif item.action == "metadata":
+            self.store.update_document(stored.id, item.file.size, item.file.mtime,
+                                       item.metadata)
+            report.unchanged += 1
+            report.metadata_updated += stored.metadata != item.metadata
+        elif item.action == "skip":
+            report.skipped.append(item.skipped)
+            if stored:  # it was indexed before; its old passages are stale now
+                report.passages_removed += self.store.delete_documents([stored.id])
+                report.removed += 1
+        else:
+            self._add(NewDocument(
+                os.path.join(self.root, item.file.relpath), FOLDER, str(self.root),
+                item.file.relpath, item.digest, item.file.size, item.file.mtime,
+                item.metadata, item.text, item.passages), stored is not None)
 
-
-def _apply(file: FoundFile, stored, outcome, store: Store, batch, report) -> None:
-    if outcome == "unchanged":
-        report.unchanged += 1
-    elif outcome == "touch":
-        store.touch_document(stored.id, file.size, file.mtime)
-        report.unchanged += 1
-    elif isinstance(outcome, SkippedFile):
-        report.skipped.append(outcome)
-        if stored:  # it was indexed before; its old passages are stale now
-            report.passages_removed += store.delete_documents([stored.id])
-            report.removed += 1
-    else:
-        digest, chunks = outcome
-        batch.add(file, digest, chunks, changed=stored is not None)
-
-
-def chunk_document(text: str, encoder: TextEncoder, chunk: ChunkSettings) -> list[Chunk]:
-    """Passages of one document, token-bounded by the encoder's tokenizer."""
-    spans: list[tuple[int, int]] = []
-    blocks = _blocks(text, TOKENIZE_BLOCK_CHARS)
-    for (offset, _), block_spans in zip(blocks, encoder.token_spans([b for _, b in blocks])):
-        spans.extend((offset + s, offset + e) for s, e in block_spans)
-    return chunk_text(text, spans, chunk)
-
-
-def _blocks(text: str, size: int) -> list[tuple[int, str]]:
-    """Cut text into pieces of about `size` characters at paragraph (else line) breaks."""
-    out, start = [], 0
-    while start < len(text):
-        end = min(len(text), start + size)
-        if end < len(text):
-            cut = text.rfind("\n\n", start + size // 2, end)
-            if cut < 0:
-                cut = text.rfind("\n", start + size // 2, end)
-            end = cut + 1 if cut >= 0 else end
-        out.append((start, text[start:end]))
-        start = end
-    return out
-
-
-class _Batch:
-    """Documents waiting to be embedded and committed together."""
-
-    def __init__(self, store: Store, root: str, encoder, report: SyncReport):
-        self.store, self.root, self.encoder, self.report = store, root, encoder, report
-        self.documents: list[tuple] = []
-        self.passages = 0
-        self.changed: list[bool] = []
-
-    def add(self, file: FoundFile, digest: str, chunks: list[Chunk], changed: bool) -> None:
-        passages = [NewPassage(c.ordinal, c.start, c.end, c.line_start, c.line_end, c.tokens,
-                               c.text) for c in chunks]
-        self.documents.append((file.relpath, digest, file.size, file.mtime, passages))
-        self.changed.append(changed)
-        self.passages += len(passages)
+    def _add(self, document: NewDocument, changed: bool) -> None:
+        self.pending.append((document, changed))
+        self.pending_passages += len(document.passages)
 
     def flush(self) -> None:
-        if not self.documents:
+        """Embed and commit the pending documents in one transaction."""
+        if not self.pending:
             return
-        texts = [p.text for doc in self.documents for p in doc[4]]
-        vectors = self.encoder.encode(texts)
-        self.store.write_documents(self.root, self.documents, vectors)
-        self.report.passages_written += len(texts)
-        self.report.changed += sum(self.changed)
-        self.report.added += len(self.changed) - sum(self.changed)
-        self.documents, self.changed, self.passages = [], [], 0
+        documents = [d for d, _ in self.pending]
+        passages = [p for d in documents for p in d.passages]
+        vectors = self.encoder.encode(embedding_inputs(passages, self.encoder,
+                                                       self.settings.context))
+        self.store.write_documents(documents, vectors)
+        changed = sum(c for _, c in self.pending)
+        self.report.passages_written += len(passages)
+        self.report.changed += changed
+        self.report.added += len(self.pending) - changed
+        self.pending, self.pending_passages = [], 0
+
+    def reembed_api_documents(self) -> None:
+        """After a recipe change, the documents API's documents are re-embedded too, from
+        the text the index keeps of them."""
+        from .documents import api_document
+        from .store import API
+
+        for _, root, path in list(self.store.iter_documents()):
+            record = self.store.document(path) if not root else None
+            if record is None or record.origin != API or record.text is None:
+                continue
+            document = api_document(record.text, record.metadata)
+            self._add(NewDocument(record.key, API, "", record.key, record.content_hash,
+                                  record.size, record.mtime, record.metadata, record.text,
+                                  document_passages(document, self.encoder,
+                                                    self.settings.chunk)), True)
+            if self.pending_passages >= self.batch_passages:
+                self.flush()
+        self.flush()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from embedder.coherence import IS_NEXT, NOT_NEXT, TextPair
 
-from .store import PassageRow, Store
+from .store import PassageRow, Store, open_store
 
 
 def coherence_pairs(store: Store, *, held_out_share: float = 0.1, seed: int = 0,
@@ -105,17 +105,9 @@ def coherence_training_set(index_dir, *, seed: int = 0) -> CoherenceTrainingSet:
     """
     from embedder.errors import InvalidInputError
 
-    from .errors import IndexNotFoundError
-    from .store import DB_NAME
-
     folder = Path(index_dir).expanduser()
-    if not (folder / DB_NAME).is_file():
-        raise IndexNotFoundError(f"No index at '{folder}'.")
-    store = Store.open(folder)
-    try:
+    with open_store(folder, read_only=True) as store:
         train, held_out = coherence_pairs(store, seed=seed)
-    finally:
-        store.close()
     if len(train) < 8 or not held_out:
         raise InvalidInputError(
             f"The index at '{folder}' has too few documents with two or more passages to "

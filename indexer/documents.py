@@ -1,8 +1,10 @@
-"""Walking a document folder and reading its files as text.
+"""Walking a document folder and reading its files as text, title, metadata and sections.
 
 Reads `.txt .md .rst .html/.htm` (HTML reduced to its visible text) and `.pdf` (with pypdf).
 A file that cannot be used — binary, empty, too large, unreadable, a broken or looping link,
 not a regular file — is reported as a `SkippedFile` with the reason; it never stops a run.
+A Markdown file's YAML front matter becomes metadata (and is left out of the text, its lines
+kept blank so line numbers stay those of the file).
 """
 
 from __future__ import annotations
@@ -13,11 +15,20 @@ import html
 import os
 import re
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 
+from .structure import (
+    Section,
+    document_title,
+    markdown_sections,
+    plain_title,
+    rst_sections,
+)
+
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".text"}
+MARKDOWN_SUFFIXES = {".md", ".markdown"}
 HTML_SUFFIXES = {".html", ".htm"}
 PDF_SUFFIXES = {".pdf"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
@@ -44,6 +55,17 @@ class SkippedFile:
 
 class UnreadableFile(Exception):
     """Raised by `read_text` with the reason a file cannot be indexed."""
+
+
+@dataclass
+class Extracted:
+    """What a file holds for the index: its text, title, front-matter metadata and
+    sections (headings with offsets into `text`)."""
+
+    text: str
+    title: str | None = None
+    metadata: dict = field(default_factory=dict)
+    sections: list[Section] = field(default_factory=list)
 
 
 def walk_folder(root: Path, include: list[str] | None = None, exclude: list[str] | None = None,
@@ -122,22 +144,90 @@ def content_hash(data: bytes) -> str:
 
 
 def extract_text(data: bytes, suffix: str) -> str:
-    """A document's text, from its bytes and file suffix.
+    """A document's text, from its bytes and file suffix (see `extract_document`)."""
+    return extract_document(data, suffix).text
+
+
+def extract_document(data: bytes, suffix: str) -> Extracted:
+    """A document's text, title, metadata and sections, from its bytes and file suffix.
 
     Raises:
         UnreadableFile: binary content, no text, or a PDF that pypdf cannot read.
     """
     suffix = suffix.lower()
     if suffix in PDF_SUFFIXES:
-        text = _pdf_text(data)
+        found = _pdf_document(data)
+    elif suffix in HTML_SUFFIXES:
+        found = html_document(decode_text(data))
     else:
-        text = decode_text(data)
-        if suffix in HTML_SUFFIXES:
-            text = html_to_text(text)
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if not text.strip():
+        found = text_document(_newlines(decode_text(data)), suffix)
+    found.text = _newlines(found.text)
+    if not found.text.strip():
         raise UnreadableFile("no text in the file")
-    return text
+    return found
+
+
+def _newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def text_document(text: str, suffix: str) -> Extracted:
+    """Plain text, Markdown (with YAML front matter) or reStructuredText."""
+    if suffix in MARKDOWN_SUFFIXES:
+        metadata, text = front_matter(text)
+        sections = markdown_sections(text)
+        title = metadata.get("title") if isinstance(metadata.get("title"), str) else None
+        return Extracted(text, title or document_title(sections), metadata, sections)
+    if suffix == ".rst":
+        sections = rst_sections(text)
+        return Extracted(text, document_title(sections), {}, sections)
+    return Extracted(text, plain_title(text))
+
+
+def api_document(text: str, metadata: dict) -> Extracted:
+    """A text sent to the documents API, read as Markdown (headings give its sections; plain
+    text has none); its title is the metadata's `title`, else its first heading or line."""
+    text = _newlines(text)
+    sections = markdown_sections(text)
+    title = metadata.get("title") if isinstance(metadata.get("title"), str) else None
+    return Extracted(text, title or document_title(sections) or plain_title(text), {},
+                     sections)
+
+
+def front_matter(text: str) -> tuple[dict, str]:
+    """A Markdown text's YAML front matter as metadata, and the text with the front matter's
+    lines left blank. No front matter, or YAML that is not a mapping: ({}, text)."""
+    match = re.match(r"---[ \t]*\n(.*?\n)?(---|\.\.\.)[ \t]*(\n|$)", text, flags=re.S)
+    if not match:
+        return {}, text
+    import yaml
+
+    try:
+        values = yaml.safe_load(match.group(1) or "")
+    except yaml.YAMLError:
+        return {}, text
+    if not isinstance(values, dict):
+        return {}, text
+    blank = "\n" * match.group(0).count("\n")
+    return {str(k): _jsonable(v) for k, v in values.items()}, blank + text[match.end():]
+
+
+def _jsonable(value):
+    """YAML values as JSON: dates as ISO strings, anything unusual as its string."""
+    import datetime
+    import math
+
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (datetime.date, datetime.datetime, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
 
 
 def decode_text(data: bytes) -> str:
@@ -161,18 +251,23 @@ def decode_text(data: bytes) -> str:
 
 
 class _TextExtractor(HTMLParser):
-    """Visible text of an HTML page, with a paragraph break at each block element."""
+    """Visible text of an HTML page, with a paragraph break at each block element; the
+    `<title>` and the `h1`-`h6` headings (with their offsets in the text) on the side."""
 
     BLOCKS = {"p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr",
-              "table", "section", "article", "header", "footer", "pre", "blockquote", "title",
+              "table", "section", "article", "header", "footer", "pre", "blockquote",
               "dd", "dt", "hr"}
     HIDDEN = {"script", "style", "noscript", "template", "head"}
+    HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 
     def __init__(self):
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self.hidden_depth = 0
         self.in_title = False
+        self.title: list[str] = []
+        self.heading: tuple[int, int, list[str]] | None = None  # (level, part index, words)
+        self.headings: list[tuple[int, int, str]] = []  # (part index, level, text)
 
     def handle_starttag(self, tag, attrs):
         if tag == "title":
@@ -181,33 +276,62 @@ class _TextExtractor(HTMLParser):
             self.hidden_depth += 1
         if tag in self.BLOCKS:
             self.parts.append("\n\n")
+        if tag in self.HEADINGS and not self.hidden_depth:
+            self.heading = (self.HEADINGS[tag], len(self.parts), [])
 
     def handle_endtag(self, tag):
         if tag == "title":
             self.in_title = False
         elif tag in self.HIDDEN and self.hidden_depth:
             self.hidden_depth -= 1
+        if tag in self.HEADINGS and self.heading is not None:
+            level, index, words = self.heading
+            text = " ".join("".join(words).split())
+            if text:
+                self.headings.append((index, level, text))
+            self.heading = None
         if tag in self.BLOCKS:
             self.parts.append("\n\n")
 
     def handle_data(self, data):
-        if self.in_title or not self.hidden_depth:
+        if self.in_title:
+            self.title.append(data)
+        elif not self.hidden_depth:
             self.parts.append(data)
+            if self.heading is not None:
+                self.heading[2].append(data)
 
 
 def html_to_text(markup: str) -> str:
     """The visible text of an HTML document: no tags, scripts or styles; blocks as paragraphs."""
+    return html_document(markup).text
+
+
+def html_document(markup: str) -> Extracted:
+    """An HTML page's visible text (the `<title>` is not repeated in it), its title (the
+    `<title>`, else the first `h1`) and its `h1`-`h6` sections."""
     parser = _TextExtractor()
     parser.feed(markup)
     parser.close()
-    text = html.unescape("".join(parser.parts))
+    marker = "\x00"  # marks where each heading starts, through the whitespace clean-up
+    parts = list(parser.parts)
+    for index, _, _ in reversed(parser.headings):
+        parts.insert(index, marker)
+    text = html.unescape("".join(parts)).replace(marker + marker, marker)
     text = re.sub(r"[ \t]*\n[ \t]*", "\n", text)          # trim around line breaks
     text = re.sub(r"[ \t]+", " ", text)
     text = re.sub(r"\n{3,}", "\n\n", text)                 # at most one blank line
-    return text.strip() + "\n"
+    text = text.strip(" \n") + "\n"
+    offsets = [m.start() - i for i, m in enumerate(re.finditer(marker, text))]
+    text = text.replace(marker, "")
+    sections = [Section(min(offset, len(text)), level, title)
+                for offset, (_, level, title) in zip(offsets, parser.headings)]
+    title = " ".join(html.unescape("".join(parser.title)).split()) or None
+    return Extracted(text, title or document_title(sections), {}, sections)
 
 
-def _pdf_text(data: bytes) -> str:
+def _pdf_document(data: bytes) -> Extracted:
+    """A PDF's text (pages joined by blank lines), its metadata title and its outline."""
     try:
         import io
 
@@ -217,10 +341,48 @@ def _pdf_text(data: bytes) -> str:
         raise UnreadableFile("PDF support needs pypdf: pip install pypdf") from exc
     try:
         reader = PdfReader(io.BytesIO(data))
-        pages = [page.extract_text() or "" for page in reader.pages]
+        pages = [(page.extract_text() or "").strip() for page in reader.pages]
     except (PyPdfError, ValueError, KeyError, TypeError) as exc:
         raise UnreadableFile(f"unreadable PDF ({type(exc).__name__})") from exc
-    return "\n\n".join(page.strip() for page in pages if page.strip())
+    starts, offset, kept = {}, 0, []
+    for number, page in enumerate(pages):
+        if page:
+            starts[number] = offset
+            kept.append(page)
+            offset += len(page) + 2
+    sections = _pdf_outline(reader, starts)
+    try:
+        title = (reader.metadata.title or "").strip() if reader.metadata else ""
+    except (PyPdfError, ValueError, KeyError, TypeError):
+        title = ""
+    return Extracted("\n\n".join(kept), title or document_title(sections), {}, sections)
+
+
+def _pdf_outline(reader, page_starts: dict[int, int]) -> list[Section]:
+    """The PDF's bookmarks as sections, each at the start of the page it points to."""
+    from pypdf.errors import PyPdfError
+
+    sections: list[Section] = []
+
+    def walk(items, level):
+        for item in items:
+            if isinstance(item, list):
+                walk(item, level + 1)
+                continue
+            try:
+                page = reader.get_destination_page_number(item)
+            except (PyPdfError, ValueError, KeyError, TypeError, AttributeError):
+                continue
+            title = " ".join(str(getattr(item, "title", "") or "").split())
+            start = next((page_starts[p] for p in sorted(page_starts) if p >= page), None)
+            if title and start is not None:
+                sections.append(Section(start, level, title))
+
+    try:
+        walk(reader.outline, 1)
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError):
+        return []
+    return sorted(sections, key=lambda s: s.start)
 
 
 def _matches(relpath: str, include: list[str] | None, exclude: list[str] | None) -> bool:

@@ -21,3 +21,11 @@ class IndexMismatchError(IndexerError, EncoderMismatchError):
 
 class IndexCorruptError(IndexerError):
     """The index files cannot be read; rebuilding from the documents fixes it."""
+
+
+class IndexBusyError(IndexerError):
+    """Another writer holds the index's writer lock."""
+
+
+class IndexReadOnlyError(IndexerError):
+    """A write was asked of an index opened (or only openable) for reading."""

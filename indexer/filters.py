@@ -212,3 +212,50 @@ def glob_to_regex(pattern: str) -> str:
         i += 1
     out.append("$")
     return "".join(out)
+
+
+_WHERE = re.compile(r"^\s*([^=!<>\s][^=!<>]*?)\s*(!=|>=|<=|=|>|<)\s*(.*)$", re.S)
+_WHERE_OPS = {"=": "$eq", "!=": "$ne", ">": "$gt", ">=": "$gte", "<": "$lt", "<=": "$lte"}
+
+
+def filter_from_options(where: list[str] | tuple = (), path: str | None = None,
+                        raw: str | None = None) -> dict | None:
+    """A filter object from command-line options, all of which must hold.
+
+    Args:
+        where: conditions `KEY=VALUE` (also `!=`, `>`, `>=`, `<`, `<=`); VALUE is read as
+            JSON when it is a JSON number, `true`, `false`, `null` or a quoted string, else
+            as text: `year>=2020`, `tag=faq`, `draft=false`.
+        path: a glob on the document's path within its folder (`api/*.md`).
+        raw: a whole filter as JSON, for what options cannot say (`$or`, `$in`).
+
+    Raises:
+        FilterError: a condition without an operator, or JSON that does not parse.
+    """
+    import json
+
+    parts: list[dict] = []
+    for condition in where:
+        match = _WHERE.match(condition)
+        if not match:
+            raise FilterError(f"--where {condition!r} is not KEY=VALUE (or !=, >, >=, <, <=).")
+        key, op, value = match.groups()
+        try:
+            parsed = json.loads(value)
+            if isinstance(parsed, (dict, list)):
+                parsed = value
+        except ValueError:
+            parsed = value
+        parts.append({key: {_WHERE_OPS[op]: parsed}})
+    if path:
+        parts.append({"path": {"$glob": path}})
+    if raw:
+        try:
+            parts.append(json.loads(raw))
+        except ValueError as exc:
+            raise FilterError(f"--filter is not valid JSON: {exc}.") from None
+    if not parts:
+        return None
+    spec = parts[0] if len(parts) == 1 else {"$and": parts}
+    parse_filter(spec)  # fail now, with the dialect's message
+    return spec

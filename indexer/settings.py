@@ -34,6 +34,8 @@ class TextEncoder(Protocol):
 
     def encode(self, texts: Sequence[str]) -> np.ndarray: ...
 
+    def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
+
     def token_spans(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]: ...
 
 
@@ -51,6 +53,9 @@ class IndexSettings:
     index_type: str = "auto"
     backend: str = DEFAULT_BACKEND  # int8 vectors differ from fp32 ones: never mixed
     format_version: int = FORMAT_VERSION
+    # what passages are embedded with (indexer.passages); indexes from before it was
+    # recorded embedded their text alone. A change re-embeds, it is not a mismatch.
+    context: str = "plain"
 
     # a change in any of these makes every stored vector or passage wrong (the backend
     # only across families: torch and ONNX fp32 give the same vectors)
@@ -64,19 +69,24 @@ class IndexSettings:
                              self.dimension)
 
     @classmethod
-    def of(cls, encoder: TextEncoder, chunk: ChunkSettings, index_type: str = "auto"):
+    def of(cls, encoder: TextEncoder, chunk: ChunkSettings, index_type: str = "auto",
+           context: str = "plain"):
         return cls(
             model=encoder.source, model_fingerprint=encoder.fingerprint,
             dimension=encoder.dimension,
             pooling=encoder.pooling, max_seq_length=encoder.max_seq_length,
             chunk_tokens=chunk.max_tokens, chunk_overlap=chunk.overlap_tokens,
-            index_type=index_type, backend=encoder.backend_name,
+            index_type=index_type, backend=encoder.backend_name, context=context,
         )
+
+    @property
+    def chunk(self) -> ChunkSettings:
+        return ChunkSettings(self.chunk_tokens, self.chunk_overlap)
 
     @classmethod
     def from_dict(cls, values: dict) -> IndexSettings | None:
         names = {f.name for f in fields(cls)}
-        if not names - {"index_type", "backend", "format_version"} <= values.keys():
+        if not names - {"index_type", "backend", "format_version", "context"} <= values.keys():
             return None  # a new, empty index
         return cls(**{k: v for k, v in values.items() if k in names})
 

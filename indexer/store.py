@@ -1,75 +1,48 @@
-"""The SQLite side of an index: documents, passages and their vectors — the source of truth.
+"""The store interface: where an index keeps its documents, passages, vectors and keywords.
 
-The only module that imports sqlite_utils. Writes happen in short transactions, each of which
-bumps a `generation` counter, so a crash (even `kill -9`) loses at most the transaction in
-flight and the FAISS file can tell whether it is behind. The schema evolves by numbered
-migrations, applied in order and recorded in `_migrations` (as llm does).
+Two implementations, each the only module that imports its engine:
+- `SQLiteStore` (`sqlite_store.py`): an index directory — SQLite (WAL) as the source of
+  truth with an FTS5 keyword index, plus a FAISS file derived from it (`vectors.py`). The
+  embedded default: no server.
+- `PostgresStore` (`postgres_store.py`): a PostgreSQL database with pgvector — many
+  indexers and servers share it, and read replicas serve queries.
+
+Everything above this interface is written once: folder sync (`build.py`), the documents
+API and search modes (`index.py`), fusion, filters (`filters.py`: parsed once into a tree,
+which each store compiles to its own query language), snippets. `open_store` picks the
+implementation from the location: a `postgresql://` URL or a folder.
+
+Contract every store keeps (tested by one conformance suite against both):
+- Writes are transactions: a document's passages, vectors and keyword entries are replaced
+  together or not at all; every write bumps `generation()`.
+- Passage ids are never reused, so a deleted passage can never come back under another's id.
+- `dense_search` with a filter returns k hits whenever k passages match, ranked as an exact
+  search of the matching passages would rank them (approximate indexes only for broad
+  filters); `keyword_search` ranks by the engine's BM25-style relevance.
+- One bulk writer at a time (`writer_lock`): a second waits or learns who holds the lock;
+  a crashed holder never leaves it behind.
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
-import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import contextlib
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import sqlite_utils
 
-from .errors import IndexCorruptError
+from .filters import Filter
 
-DB_NAME = "passages.db"
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = []
-
-
-def migration(fn):
-    """Register a schema migration; they run in the order they are defined."""
-    MIGRATIONS.append(fn)
-    return fn
-
-
-@migration
-def m001_initial(db: sqlite_utils.Database) -> None:
-    db["settings"].create({"key": str, "value": str}, pk="key")
-    db["documents"].create(
-        {"id": int, "root": str, "path": str, "content_hash": str, "size": int,
-         "mtime": float, "passages": int, "indexed_at": float},
-        pk="id", not_null={"root", "path", "content_hash"},
-    )
-    db["documents"].create_index(["root", "path"], unique=True)
-    # AUTOINCREMENT: a passage id is never reused, so the FAISS id of a deleted passage can
-    # never come to stand for a new one (the FAISS catch-up relies on that).
-    db.execute("""
-        CREATE TABLE passages (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            document_id INTEGER NOT NULL REFERENCES documents(id),
-            ordinal INTEGER NOT NULL,
-            start INTEGER NOT NULL,
-            "end" INTEGER NOT NULL,
-            line_start INTEGER NOT NULL,
-            line_end INTEGER NOT NULL,
-            tokens INTEGER NOT NULL,
-            text TEXT NOT NULL,
-            vector BLOB NOT NULL
-        )""")
-    db["passages"].create_index(["document_id", "ordinal"], unique=True)
-    db["settings"].insert({"key": "generation", "value": "0"})
-
-
-@dataclass(frozen=True)
-class StoredDocument:
-    id: int
-    path: str
-    content_hash: str
-    size: int
-    mtime: float
+FOLDER, API = "folder", "api"  # where a document came from
 
 
 @dataclass(frozen=True)
 class NewPassage:
+    """A passage to store: its place in the document, its text and its heading path."""
+
     ordinal: int
     start: int
     end: int
@@ -77,10 +50,60 @@ class NewPassage:
     line_end: int
     tokens: int
     text: str
+    headings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NewDocument:
+    """A document to insert, or to replace the stored document of the same key."""
+
+    key: str  # the document id: the file's full path, or the id given to the documents API
+    origin: str  # FOLDER or API
+    root: str  # the indexed folder ("" for API documents)
+    path: str  # the path within that folder (the key for API documents)
+    content_hash: str
+    size: int
+    mtime: float
+    metadata: dict
+    text: str
+    passages: list[NewPassage]
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    """What folder sync and upserts compare against: the stored state of one document."""
+
+    id: int
+    key: str
+    origin: str
+    path: str
+    content_hash: str
+    size: int
+    mtime: float
+    metadata: dict
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    """A stored document as the documents API returns it."""
+
+    key: str
+    origin: str
+    root: str
+    path: str
+    content_hash: str
+    size: int
+    mtime: float
+    metadata: dict
+    text: str | None  # None for documents indexed before texts were kept
+    passages: int
+    indexed_at: float
 
 
 @dataclass(frozen=True)
 class PassageRow:
+    """A stored passage with what a hit shows of its document."""
+
     id: int
     document_id: int
     root: str
@@ -91,186 +114,147 @@ class PassageRow:
     line_start: int
     line_end: int
     text: str
+    key: str = ""
+    headings: tuple[str, ...] = ()
+    metadata: dict = field(default_factory=dict)
 
 
-class Store:
-    """An index's SQLite database. Thread-safe: one connection, used under a lock."""
+class Store(ABC):
+    """An index's storage. Implementations are thread-safe."""
 
-    def __init__(self, path: Path):
-        self.path = path
-        try:
-            conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
-            self.db = sqlite_utils.Database(conn)
-            with self.db.ensure_autocommit_on():
-                self.db.execute("PRAGMA journal_mode=wal")
-                self.db.execute("PRAGMA synchronous=normal")
-                self.db.execute("PRAGMA foreign_keys=on")
-            self.lock = threading.RLock()
-            self._migrate()
-        except sqlite3.DatabaseError as exc:
-            raise IndexCorruptError(
-                f"{path} is not a readable bertsearch database ({exc}). Delete the index "
-                f"folder and index the documents again.") from exc
+    kind: str  # "sqlite" or "postgresql"
+    location: str  # the folder or the URL, for messages
+    read_only: bool = False
 
-    @classmethod
-    def open(cls, folder: Path) -> Store:
-        return cls(folder / DB_NAME)
+    # -- settings and generation ------------------------------------------------------------
 
-    def close(self) -> None:
-        self.db.conn.close()
-
-    def _migrate(self) -> None:
-        with self.lock, self.db.atomic():
-            if "_migrations" not in self.db.table_names():
-                self.db["_migrations"].create({"name": str, "applied_at": float}, pk="name")
-            done = {row["name"] for row in self.db["_migrations"].rows}
-            for fn in MIGRATIONS:
-                if fn.__name__ not in done:
-                    fn(self.db)
-                    self.db["_migrations"].insert({"name": fn.__name__, "applied_at": time.time()})
-
-    # -- settings and generation ----------------------------------------------------------
-
+    @abstractmethod
     def settings(self) -> dict:
-        with self.lock:
-            return {row["key"]: json.loads(row["value"]) for row in self.db["settings"].rows}
+        """The settings the index was made with (see `IndexSettings`); {} when new."""
 
+    @abstractmethod
     def save_settings(self, values: dict) -> None:
-        with self.lock, self.db.atomic():
-            self.db["settings"].upsert_all(
-                [{"key": k, "value": json.dumps(v)} for k, v in values.items()], pk="key")
+        """Record settings (merged into those stored)."""
 
-    def generation(self) -> int:
-        """A counter bumped by every write: the FAISS file records the value it reflects."""
-        with self.lock:
-            row = self.db.execute("SELECT value FROM settings WHERE key = 'generation'").fetchone()
-            return int(row[0])
-
-    def _bump_generation(self) -> None:
-        self.db.execute(
-            "UPDATE settings SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
-
-    # -- documents ------------------------------------------------------------------------
-
-    def documents(self, root: str) -> dict[str, StoredDocument]:
-        """The documents indexed from folder `root`, by relative path."""
-        with self.lock:
-            rows = self.db.execute(
-                "SELECT id, path, content_hash, size, mtime FROM documents WHERE root = ?",
-                [root]).fetchall()
-        return {r[1]: StoredDocument(*r) for r in rows}
-
-    def write_documents(self, root: str, documents: list[tuple], vectors: np.ndarray) -> None:
-        """Insert or replace documents with their passages and vectors, in one transaction.
-
-        Args:
-            root: the indexed folder.
-            documents: `(relpath, content_hash, size, mtime, [NewPassage, ...])` tuples.
-            vectors: float32 `(total passages, dimension)`, in the order of the passages.
-        """
-        rows = iter(np.ascontiguousarray(vectors, dtype=np.float32))
-        with self.lock, self.db.atomic():
-            for relpath, digest, size, mtime, passages in documents:
-                old = self.db.execute("SELECT id FROM documents WHERE root = ? AND path = ?",
-                                      [root, relpath]).fetchone()
-                if old:
-                    self._delete_documents([old[0]])
-                doc_id = self.db["documents"].insert({
-                    "root": root, "path": relpath, "content_hash": digest, "size": size,
-                    "mtime": mtime, "passages": len(passages), "indexed_at": time.time(),
-                }).last_pk
-                self.db.conn.executemany(
-                    'INSERT INTO passages (document_id, ordinal, start, "end", line_start, '
-                    "line_end, tokens, text, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(doc_id, p.ordinal, p.start, p.end, p.line_start, p.line_end, p.tokens,
-                      p.text, next(rows).tobytes()) for p in passages])
-            self._bump_generation()
-
-    def touch_document(self, doc_id: int, size: int, mtime: float) -> None:
-        """Record a new size/mtime for a document whose content did not change."""
-        with self.lock, self.db.atomic():
-            self.db["documents"].update(doc_id, {"size": size, "mtime": mtime})
-
-    def delete_documents(self, ids: list[int]) -> int:
-        """Delete documents and their passages; returns how many passages went."""
-        if not ids:
-            return 0
-        with self.lock, self.db.atomic():
-            removed = self._delete_documents(ids)
-            self._bump_generation()
-        return removed
-
-    def _delete_documents(self, ids: list[int]) -> int:
-        marks = ",".join("?" * len(ids))
-        removed = self.db.execute(
-            f"DELETE FROM passages WHERE document_id IN ({marks})", ids).rowcount
-        self.db.execute(f"DELETE FROM documents WHERE id IN ({marks})", ids)
-        return removed
-
+    @abstractmethod
     def clear(self, settings: dict) -> None:
         """Drop every document and passage and start over with new settings (--rebuild)."""
-        with self.lock, self.db.atomic():
-            self.db.execute("DELETE FROM passages")
-            self.db.execute("DELETE FROM documents")
-            self.db.execute("DELETE FROM settings WHERE key != 'generation'")
-            self.db["settings"].insert_all(
-                [{"key": k, "value": json.dumps(v)} for k, v in settings.items()])
-            self._bump_generation()
 
-    # -- passages and vectors -------------------------------------------------------------
+    @abstractmethod
+    def generation(self) -> int:
+        """A counter every write bumps: readers compare it to see whether anything changed."""
 
+    @abstractmethod
+    def writer_lock(self, owner: str, wait: bool = False) -> contextlib.AbstractContextManager:
+        """Hold the index's bulk-writer lock (folder sync) for the duration of the context.
+
+        Raises:
+            IndexBusyError: another process holds it and `wait` is False.
+        """
+
+    # -- documents --------------------------------------------------------------------------
+
+    @abstractmethod
+    def folder_documents(self, root: str) -> dict[str, StoredDocument]:
+        """The documents indexed from folder `root`, by relative path."""
+
+    @abstractmethod
+    def stored_document(self, key: str) -> StoredDocument | None:
+        """The stored state of the document `key`, or None."""
+
+    @abstractmethod
+    def document(self, key: str) -> DocumentRecord | None:
+        """The document `key` with its text and metadata, or None."""
+
+    @abstractmethod
+    def write_documents(self, documents: list[NewDocument], vectors: np.ndarray) -> None:
+        """Insert documents, each replacing the stored one of the same key, with their
+        passages, vectors (float32, one row per passage in order) and keyword entries, in
+        one transaction."""
+
+    @abstractmethod
+    def update_document(self, doc_id: int, size: int, mtime: float, metadata: dict) -> None:
+        """Record a new size, mtime and metadata for a document whose text is unchanged."""
+
+    @abstractmethod
+    def delete_documents(self, ids: list[int]) -> int:
+        """Delete documents with every trace of them; returns how many passages went."""
+
+    @abstractmethod
     def counts(self) -> tuple[int, int]:
         """(documents, passages)."""
-        with self.lock:
-            docs = self.db.execute("SELECT count(*) FROM documents").fetchone()[0]
-            passages = self.db.execute("SELECT count(*) FROM passages").fetchone()[0]
-        return docs, passages
 
-    def passage_ids(self) -> np.ndarray:
-        with self.lock:
-            rows = self.db.execute("SELECT id FROM passages ORDER BY id").fetchall()
-        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-
-    def vectors(self, ids: np.ndarray | None = None,
-                batch: int = 20_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield `(ids, vectors)` blocks: all passages, or those with the given ids."""
-        if ids is None:
-            ids = self.passage_ids()
-        for start in range(0, len(ids), batch):
-            block = [int(i) for i in ids[start:start + batch]]
-            with self.lock:
-                rows = self.db.execute(
-                    f"SELECT id, vector FROM passages WHERE id IN ({','.join('?' * len(block))})",
-                    block).fetchall()
-            if rows:
-                got = np.array([r[0] for r in rows], dtype=np.int64)
-                matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
-                yield got, matrix.reshape(len(rows), -1)
-
-    def passages(self, ids: list[int]) -> dict[int, PassageRow]:
-        """Passage rows (with their document's path) by id; missing ids are left out."""
-        if not ids:
-            return {}
-        marks = ",".join("?" * len(ids))
-        with self.lock:
-            rows = self.db.execute(
-                f'SELECT p.id, p.document_id, d.root, d.path, p.ordinal, p.start, p."end", '
-                f"p.line_start, p.line_end, p.text FROM passages p "
-                f"JOIN documents d ON d.id = p.document_id WHERE p.id IN ({marks})",
-                [int(i) for i in ids]).fetchall()
-        return {r[0]: PassageRow(*r) for r in rows}
-
-    def document_passages(self, document_id: int) -> list[PassageRow]:
-        """All passages of one document, in order."""
-        with self.lock:
-            ids = [r[0] for r in self.db.execute(
-                "SELECT id FROM passages WHERE document_id = ? ORDER BY ordinal",
-                [document_id]).fetchall()]
-        rows = self.passages(ids)
-        return [rows[i] for i in ids]
-
+    @abstractmethod
     def iter_documents(self) -> Iterator[tuple[int, str, str]]:
         """(id, root, path) of every document, in id order."""
-        with self.lock:
-            rows = self.db.execute("SELECT id, root, path FROM documents ORDER BY id").fetchall()
-        yield from rows
+
+    # -- passages and search ----------------------------------------------------------------
+
+    @abstractmethod
+    def passages(self, ids: list[int]) -> dict[int, PassageRow]:
+        """Passage rows by id (missing ids left out)."""
+
+    @abstractmethod
+    def document_passages(self, document_id: int) -> list[PassageRow]:
+        """All passages of one document, in order."""
+
+    @abstractmethod
+    def dense_search(self, queries: np.ndarray, k: int, where: Filter | None = None,
+                     exact: bool = False) -> list[list[tuple[int, float]]]:
+        """The k passages of highest inner product with each query vector, among those whose
+        document matches `where`: `[(passage id, score), ...]` per query, best first.
+        `exact` asks for exact search even where the store keeps an approximate index."""
+
+    @abstractmethod
+    def keyword_search(self, terms: list[str], k: int, where: Filter | None = None,
+                       ) -> list[tuple[int, float]]:
+        """The k passages most relevant to any of `terms` (lower-case words), by the
+        engine's full-text ranking (higher is better), among those matching `where`."""
+
+    @abstractmethod
+    def refresh(self) -> bool:
+        """Catch derived structures up with writes made elsewhere; True if anything changed."""
+
+    def checkpoint(self) -> None:  # noqa: B027 - optional: only some stores derive data
+        """Persist derived data after a bulk write (the FAISS file); a no-op where nothing
+        is derived."""
+
+    def describe(self) -> dict:
+        """Engine-specific figures for stats (the vector index kind, ...)."""
+        return {}
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the connection and any lock."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def is_database_url(location: str | os.PathLike) -> bool:
+    """Whether an index location names a PostgreSQL database rather than a folder."""
+    return str(location).startswith(("postgresql://", "postgres://"))
+
+
+def open_store(location: str | os.PathLike, *, create: bool = False,
+               read_only: bool = False) -> Store:
+    """Open the store at `location`: a PostgreSQL URL, or an index folder.
+
+    Args:
+        create: make the folder / schema if missing (writers do; readers never).
+        read_only: open for reading only (a shared, mounted index; a replica).
+
+    Raises:
+        IndexNotFoundError: nothing there and not `create`.
+        IndexCorruptError: the database cannot be read.
+    """
+    if is_database_url(location):
+        from .postgres_store import PostgresStore
+
+        return PostgresStore.open(str(location), create=create, read_only=read_only)
+    from .sqlite_store import SQLiteStore
+
+    return SQLiteStore.open(Path(location).expanduser(), create=create, read_only=read_only)

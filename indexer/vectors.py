@@ -40,12 +40,18 @@ def choose_kind(kind: str, passages: int) -> str:
     return kind
 
 
+# A filtered search whose matching passages are at most this many reads their vectors and
+# ranks them exactly (one matrix product); a broader one searches FAISS with an id selector.
+EXACT_SUBSET_MAX = 20_000
+
+
 class VectorIndex:
     """Passage vectors under their passage ids, searchable by inner product."""
 
     def __init__(self, index, kind: str):
         self.index = index
         self.kind = kind
+        self._rows = None  # (sorted ids, their rows in the storage): built on demand
 
     @classmethod
     def empty(cls, dimension: int, kind: str = "flat") -> VectorIndex:
@@ -76,6 +82,7 @@ class VectorIndex:
         if len(ids):
             self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32),
                                     np.ascontiguousarray(ids, dtype=np.int64))
+            self._rows = None
 
     def remove(self, ids: np.ndarray) -> None:
         if not len(ids):
@@ -83,15 +90,69 @@ class VectorIndex:
         if not self.can_remove:
             raise IndexerError("An HNSW index cannot delete vectors; rebuild it instead.")
         self.index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
+        self._rows = None
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k inner products: `scores, ids`, each `(len(queries), k)`; id -1 where none."""
+    def _storage(self) -> np.ndarray:
+        """The stored vectors `(len, dimension)`, a view of FAISS's own memory (no copy), in
+        the order of `ids()`."""
+        inner = faiss.downcast_index(self.index.index)
+        flat = faiss.downcast_index(inner.storage) if self.kind == "hnsw" else inner
+        n = len(self)
+        return faiss.rev_swig_ptr(flat.get_xb(), n * self.dimension).reshape(n, self.dimension)
+
+    def vectors_of(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The stored vectors of those `ids` that are held: `(found ids, vectors)`."""
+        if self._rows is None:
+            held = self.ids()
+            order = np.argsort(held, kind="stable")
+            self._rows = (held[order], order)
+        sorted_ids, rows = self._rows
+        ids = np.asarray(ids, dtype=np.int64)
+        at = np.searchsorted(sorted_ids, ids)
+        found = at < len(sorted_ids)
+        found[found] = sorted_ids[at[found]] == ids[found]
+        return ids[found], self._storage()[rows[at[found]]]
+
+    def search(self, queries: np.ndarray, k: int, subset: np.ndarray | None = None,
+               exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k inner products: `scores, ids`, each `(len(queries), k)`; id -1 where none.
+
+        With `subset` (passage ids), only those are ranked: exactly, by one matrix product
+        over their vectors, when there are at most `EXACT_SUBSET_MAX` of them (so a filter
+        matching 0.1 % of the index still returns k hits, in exact order); through FAISS
+        with an id selector otherwise (exact for flat, approximate for HNSW, whose graph
+        search is then topped up exactly if it found fewer than k). `exact` ranks exactly
+        whatever the index kind.
+        """
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dimension)
-        k = max(1, min(k, len(self))) if len(self) else 1
+        if exact and self.kind != "flat" or subset is not None and len(subset) <= \
+                EXACT_SUBSET_MAX:
+            return self._exact(queries, k, self.ids() if subset is None else subset)
+        k = max(1, min(k, len(self) if subset is None else len(subset)))
         if not len(self):
-            n = len(queries)
-            return np.full((n, k), -np.inf, np.float32), np.full((n, k), -1, np.int64)
-        return self.index.search(queries, k)
+            return _nothing(len(queries), k)
+        if subset is None:
+            return self.index.search(queries, k)
+        selector = faiss.IDSelectorBatch(np.ascontiguousarray(subset, dtype=np.int64))
+        params = (faiss.SearchParametersHNSW(sel=selector, efSearch=HNSW_EF_SEARCH)
+                  if self.kind == "hnsw" else faiss.SearchParameters(sel=selector))
+        scores, ids = self.index.search(queries, k, params=params)
+        if (ids < 0).any():  # the graph search ran dry: rank the subset exactly instead
+            return self._exact(queries, k, subset)
+        return scores, ids
+
+    def _exact(self, queries: np.ndarray, k: int, subset: np.ndarray):
+        ids, vectors = self.vectors_of(subset)
+        if not len(ids):
+            return _nothing(len(queries), max(1, k))
+        k = min(k, len(ids))
+        scores = queries @ vectors.T  # (queries, subset)
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < len(ids) else \
+            np.tile(np.arange(len(ids)), (len(queries), 1))
+        top_scores = np.take_along_axis(scores, top, axis=1)
+        order = np.argsort(-top_scores, axis=1, kind="stable")
+        return (np.take_along_axis(top_scores, order, axis=1),
+                ids[np.take_along_axis(top, order, axis=1)])
 
     def save(self, path: Path, generation: int) -> None:
         """Write atomically (temp file + rename), recording the store generation reflected."""
@@ -130,3 +191,7 @@ class VectorIndex:
         if header["kind"] == "hnsw":
             faiss.downcast_index(index.index).hnsw.efSearch = HNSW_EF_SEARCH
         return vectors, int(header["generation"])
+
+
+def _nothing(queries: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.full((queries, k), -np.inf, np.float32), np.full((queries, k), -1, np.int64)

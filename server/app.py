@@ -21,11 +21,17 @@ from embedder.errors import (
     InvalidInputError,
     ModelNotFoundError,
 )
-from indexer.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
+from indexer.errors import (
+    IndexBusyError,
+    IndexCorruptError,
+    IndexMismatchError,
+    IndexNotFoundError,
+    IndexReadOnlyError,
+)
 
 from .batching import QueueFullError
 from .routes import build_router
-from .services import FeatureUnavailableError, Services
+from .services import DocumentNotFoundError, FeatureUnavailableError, Services
 from .settings import ServerSettings
 
 
@@ -57,6 +63,9 @@ def create_app(settings: ServerSettings, *, encoder=None, index=None) -> FastAPI
 ERROR_STATUS = [  # most specific first
     (QueueFullError, 503),
     (FeatureUnavailableError, 501),
+    (DocumentNotFoundError, 404),
+    (IndexBusyError, 503),
+    (IndexReadOnlyError, 409),
     (IndexNotFoundError, 503),
     (IndexCorruptError, 503),
     (IndexMismatchError, 409),
@@ -71,7 +80,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(BertsearchError)
     async def library_error(request: Request, exc: BertsearchError):
         status = next(code for kind, code in ERROR_STATUS if isinstance(exc, kind))
-        headers = {"Retry-After": "1"} if isinstance(exc, QueueFullError) else None
+        busy = isinstance(exc, (QueueFullError, IndexBusyError))
+        headers = {"Retry-After": "1"} if busy else None
         return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
 
 

@@ -76,6 +76,11 @@ class EmbeddingBatcher:
                 job.future.set_exception(QueueFullError("The server is shutting down."))
         self.thread.shutdown(wait=False, cancel_futures=True)
 
+    async def run(self, fn, *args):
+        """Run `fn(*args)` on the encoder's thread, between batches: writes that embed
+        (document upserts) must not use the tokenizer while a batch does."""
+        return await asyncio.get_running_loop().run_in_executor(self.thread, fn, *args)
+
     async def embed(self, texts: list[str], pooling: str | None = None,
                     normalize: bool | None = None) -> Embedded:
         """Embed `texts` (in order) as part of whatever batch is forming."""

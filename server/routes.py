@@ -11,12 +11,16 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from embedder.errors import InvalidInputError
+from indexer.filters import parse_filter
+from indexer.index import check_mode
 
 from .schemas import (
     ChainOut,
     ClassifyResponse,
     ClassifyResult,
     CoherenceResponse,
+    DeleteResponse,
+    DocumentOut,
     EmbeddingOut,
     EmbeddingsResponse,
     EmbedResponse,
@@ -25,10 +29,11 @@ from .schemas import (
     OrderOut,
     SearchResponse,
     StatsResponse,
+    UpsertResponse,
     Usage,
     make_schemas,
 )
-from .services import Services
+from .services import DocumentNotFoundError, Services
 from .settings import ServerSettings
 
 
@@ -48,17 +53,24 @@ def build_router(settings: ServerSettings) -> APIRouter:
     EmbedRequest = schemas["EmbedRequest"]
     CoherenceRequest = schemas["CoherenceRequest"]
     ClassifyRequest = schemas["ClassifyRequest"]
+    DocumentRequest = schemas["DocumentRequest"]
     router = APIRouter()
 
     @router.post("/search", response_model=SearchResponse, tags=["search"])
     async def search(body: SearchRequest, services: ServicesDep):
-        """The indexed passages most similar to `query`, best first."""
+        """The indexed passages that best answer `query`, best first: by meaning (dense), by
+        keywords (BM25) or both fused (hybrid), optionally narrowed by a metadata filter."""
         started = time.perf_counter()
         index = services.require_index()
-        query = (await services.batcher.embed([body.query])).embeddings
-        hits = (await run_in_threadpool(index.search_vectors, query, body.k))[0]
+        mode = check_mode(body.mode)
+        parse_filter(body.filter)  # a bad filter is a 422 before any work
+        vector = None
+        if mode != "keyword":
+            vector = (await services.batcher.embed([body.query])).embeddings
+        hits = await run_in_threadpool(lambda: index.search(
+            body.query, body.k, filter=body.filter, mode=mode, vector=vector))
         response = SearchResponse(
-            query=body.query, took_ms=0.0,
+            query=body.query, mode=mode, took_ms=0.0,
             hits=[HitOut(**{**h.to_dict(), "text": h.text if body.include_text else None})
                   for h in hits])
         if body.coherence and len(hits) >= 2:
@@ -66,6 +78,34 @@ def build_router(settings: ServerSettings) -> APIRouter:
             response.coherence, response.reading_order = chain, order
         response.took_ms = (time.perf_counter() - started) * 1000
         return response
+
+    @router.put("/documents/{doc_id:path}", response_model=UpsertResponse,
+                tags=["documents"])
+    async def put_document(doc_id: str, body: DocumentRequest, services: ServicesDep):
+        """Add or replace a document: its text is chunked and embedded as a file's would be
+        (the same text again embeds nothing; new metadata alone re-embeds nothing)."""
+        index = await run_in_threadpool(services.writable_index)
+        result = await services.batcher.run(index.upsert, doc_id, body.text, body.metadata)
+        return JSONResponse(UpsertResponse(**result.__dict__).model_dump(),
+                            status_code=201 if result.action == "created" else 200)
+
+    @router.get("/documents/{doc_id:path}", response_model=DocumentOut, tags=["documents"])
+    async def get_document(doc_id: str, services: ServicesDep):
+        """A document's text, metadata and passage count."""
+        index = services.require_index()
+        document = await run_in_threadpool(index.get, doc_id)
+        if document is None:
+            raise DocumentNotFoundError(f"No document with id '{doc_id}' in the index.")
+        return DocumentOut(**document.to_dict())
+
+    @router.delete("/documents/{doc_id:path}", response_model=DeleteResponse,
+                   tags=["documents"])
+    async def delete_document(doc_id: str, services: ServicesDep):
+        """Delete a document added through this API, with every trace of it."""
+        index = services.require_index()
+        if not await services.batcher.run(index.delete, doc_id):
+            raise DocumentNotFoundError(f"No document with id '{doc_id}' in the index.")
+        return DeleteResponse(id=doc_id, deleted=True)
 
     @router.post("/v1/embeddings", response_model=EmbeddingsResponse, tags=["embeddings"])
     async def openai_embeddings(body: EmbeddingsRequest, services: ServicesDep):

@@ -9,13 +9,18 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from indexer.limits import DEFAULT_MODE, MAX_K, MAX_QUERY_CHARS, MODES
+
 from .settings import ServerSettings
 
 
 class HitOut(BaseModel):
     passage_id: int
-    score: float
-    file: str = Field(description="The document's full path.")
+    score: float = Field(description="Cosine (dense), BM25 (keyword) or fused reciprocal "
+                                     "rank (hybrid): higher is better.")
+    document_id: str = Field(description="The document's id: its file's full path, or the id "
+                                         "given to PUT /documents.")
+    file: str = Field(description="The document's full path (its id for API documents).")
     path: str = Field(description="The document's path within the indexed folder.")
     ordinal: int = Field(description="The passage's position in its document, from 0.")
     start: int = Field(description="Character offset where the passage starts.")
@@ -23,6 +28,13 @@ class HitOut(BaseModel):
     line_start: int
     line_end: int
     text: str | None = None
+    headings: list[str] = Field(default_factory=list,
+                                description="The document's title and the section headings "
+                                            "above the passage.")
+    metadata: dict = Field(default_factory=dict)
+    highlights: list[tuple[int, int]] = Field(
+        default_factory=list, description="[start, end) character spans of the query's words "
+                                          "in `text`.")
 
 
 class ChainOut(BaseModel):
@@ -40,6 +52,7 @@ class OrderOut(BaseModel):
 
 class SearchResponse(BaseModel):
     query: str
+    mode: str
     hits: list[HitOut]
     took_ms: float
     coherence: ChainOut | None = None
@@ -72,6 +85,29 @@ class EmbedResponse(BaseModel):
     token_counts: list[int]
     truncated: list[int] = Field(description="Indices of texts cut to the model's limit.")
     max_seq_length: int
+
+
+class DocumentOut(BaseModel):
+    id: str
+    origin: Literal["folder", "api"]
+    text: str | None
+    metadata: dict
+    passages: int
+    content_hash: str
+    indexed_at: float
+
+
+class UpsertResponse(BaseModel):
+    id: str
+    action: Literal["created", "replaced", "metadata", "unchanged"] = Field(
+        description="created/replaced: chunked and embedded; metadata: same text, new "
+                    "metadata, nothing embedded; unchanged: nothing to do.")
+    passages: int
+
+
+class DeleteResponse(BaseModel):
+    id: str
+    deleted: bool
 
 
 class CoherenceResponse(BaseModel):
@@ -114,8 +150,14 @@ def make_schemas(settings: ServerSettings) -> dict[str, type[BaseModel]]:
     return {
         "SearchRequest": create_model(
             "SearchRequest", __config__=strict,
-            query=(str, Field(min_length=1, max_length=settings.max_query_chars)),
-            k=(int, Field(10, ge=1, le=settings.max_k)),
+            query=(str, Field(min_length=1, max_length=MAX_QUERY_CHARS)),
+            k=(int, Field(10, ge=1, le=MAX_K)),
+            mode=(Literal[MODES] | None, Field(  # type: ignore[valid-type]
+                None, description=f"hybrid, dense or keyword; default {DEFAULT_MODE}.")),
+            filter=(dict | None, Field(
+                None, description='Metadata filter, e.g. {"path": {"$glob": "api/*.md"}, '
+                                  '"year": {"$gte": 2020}}; operators $eq $ne $gt $gte $lt '
+                                  '$lte $in $nin $glob $and $or.')),
             include_text=(bool, True),
             coherence=(bool, Field(False, description="Score how the hits follow each other "
                                                       "(NSP) and suggest a reading order.")),
@@ -133,6 +175,11 @@ def make_schemas(settings: ServerSettings) -> dict[str, type[BaseModel]]:
             texts=(texts, ...),
             pooling=(Literal["mean", "cls"] | None, None),
             normalize=(bool, True),
+        ),
+        "DocumentRequest": create_model(
+            "DocumentRequest", __config__=strict,
+            text=(str, Field(min_length=1, max_length=settings.max_document_chars)),
+            metadata=(dict, Field(default_factory=dict)),
         ),
         "CoherenceRequest": create_model(
             "CoherenceRequest", __config__=strict,

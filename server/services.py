@@ -19,6 +19,10 @@ class FeatureUnavailableError(BertsearchError):
     """A route whose model is not configured or not available in this build."""
 
 
+class DocumentNotFoundError(BertsearchError):
+    """No document with the id asked for."""
+
+
 class Services:
     """The loaded parts of the server."""
 
@@ -40,7 +44,7 @@ class Services:
         from embedder.resolver import resolve_encoder
         from indexer import encoder_for_index
 
-        if index is None and settings.index_dir and _index_exists(settings.index_dir):
+        if index is None and settings.index_dir and index_exists(settings.index_dir):
             if encoder is None:
                 encoder = encoder_for_index(settings.index_dir, settings.model,
                                             settings.backend)
@@ -59,6 +63,19 @@ class Services:
                         raise IndexNotFoundError(
                             "This server has no index; start it with --index DIR.")
                     self.index = Index.open(self.settings.index_dir, encoder=self.encoder)
+        return self.index
+
+    def writable_index(self) -> Index:
+        """The index for document writes: created, with this server's encoder, if there is
+        none yet at the configured location."""
+        if self.index is None:
+            with self._lock:
+                if self.index is None:
+                    if not self.settings.index_dir:
+                        raise IndexNotFoundError(
+                            "This server has no index; start it with --index DIR.")
+                    self.index = Index.open(self.settings.index_dir, encoder=self.encoder,
+                                            create=True)
         return self.index
 
     @property
@@ -99,5 +116,8 @@ class Services:
             self.index.close()
 
 
-def _index_exists(index_dir: str) -> bool:
-    return (Path(index_dir).expanduser() / "passages.db").is_file()
+def index_exists(location: str) -> bool:
+    """Whether an index (possibly still empty) is at `location`."""
+    from indexer.store import is_database_url
+
+    return is_database_url(location) or (Path(location).expanduser() / "passages.db").is_file()

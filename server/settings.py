@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from indexer.limits import MAX_K
-
 
 @dataclass(frozen=True)
 class ServerSettings:
@@ -20,8 +18,7 @@ class ServerSettings:
     # request limits
     max_inputs: int = 256  # texts per request
     max_input_chars: int = 20_000  # characters per text
-    max_query_chars: int = 2_000
-    max_k: int = MAX_K
+    max_document_chars: int = 1_000_000  # PUT /documents text
     max_body_bytes: int = 8 * 1024 * 1024
     # dynamic batching
     batch_wait_ms: float = 5.0  # how long the first request of a batch waits for company

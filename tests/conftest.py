@@ -93,3 +93,49 @@ def write_corpus(folder: Path, n_docs: int, paragraphs: int = 3, seed: int = 0) 
             paras.append(f"Document {i} part {p}. " + " ".join(sentences))
         (folder / f"doc{i:03d}.txt").write_text("\n\n".join(paras), encoding="utf-8")
     return folder
+
+
+STORES = ["sqlite"]  # PostgreSQL joins when its extra is installed (see below)
+
+
+@pytest.fixture(scope="session", params=STORES)
+def store_kind(request):
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def store_factory(store_kind):
+    """Opens a store of the kind under test at a location, ready for 16-dim vectors."""
+
+    def open_at(location):
+        from indexer.store import open_store
+
+        store = open_store(location, create=True)
+        if not store.settings().get("dimension"):
+            store.save_settings({"dimension": 16, "index_type": "flat"})
+        return store
+
+    return open_at
+
+
+@pytest.fixture
+def store_location(tmp_path):
+    return tmp_path / "index"
+
+
+@pytest.fixture
+def store(store_factory, store_location):
+    s = store_factory(store_location)
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="session")
+def vocabulary(store_kind):
+    """The words a store's keyword index holds (to prove a deletion left none behind)."""
+
+    def sqlite_terms(store):
+        rows = store.db.execute("SELECT term FROM passages_fts_vocab").fetchall()
+        return {r[0] for r in rows}
+
+    return {"sqlite": sqlite_terms}[store_kind]

@@ -32,8 +32,8 @@ def encoders(encoder):
 
 
 def held_out_passages(sample_docs, encoder):
-    from indexer.build import chunk_document
     from indexer.chunking import ChunkSettings
+    from indexer.passages import chunk_document
 
     passages = []
     for path in sorted(sample_docs.rglob("*.*")):

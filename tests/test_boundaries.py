@@ -38,8 +38,8 @@ def test_only_store_imports_sqlite_utils_and_only_vectors_imports_faiss():
         if path.parts[-2] in {"tests", "bench"}:
             continue
         names = imported_packages(path)
-        if "sqlite_utils" in names:
-            assert path.name == "store.py", path
+        if "sqlite_utils" in names or "sqlite3" in names:
+            assert path.name == "sqlite_store.py", path
         if "faiss" in names:
             assert path.name == "vectors.py", path
 

@@ -15,23 +15,29 @@ from indexer import (
     IndexNotFoundError,
     build_index,
 )
-from indexer.store import Store
+from indexer.store import open_store
 from indexer.vectors import VECTORS_NAME, VectorIndex
 
 
 def assert_consistent(index_dir):
-    """Every passage in SQLite is searchable, no vector lacks a passage, no duplicates."""
+    """Every passage in SQLite is searchable by vector and keyword, no vector lacks a
+    passage, no duplicates, the keyword index agrees with the passages."""
     with Index.open(index_dir) as index:
-        store_ids = index.store.passage_ids()
-        faiss_ids = index._vectors.ids()
+        store = index.store
+        store_ids = store.passage_ids()
+        faiss_ids = store._vectors.ids()
         assert len(faiss_ids) == len(set(faiss_ids)), "duplicate vectors"
         assert set(faiss_ids) == set(store_ids)
-        docs = index.store.db.execute("SELECT id, passages FROM documents").fetchall()
+        docs = store.db.execute("SELECT id, passages FROM documents").fetchall()
         for doc_id, count in docs:
-            assert len(index.store.document_passages(doc_id)) == count
+            assert len(store.document_passages(doc_id)) == count
+        store.db.execute("INSERT INTO passages_fts(passages_fts, rank) "
+                         "VALUES ('integrity-check', 1)")  # raises if FTS and rows disagree
+        indexed = store.db.execute("SELECT count(*) FROM passages_fts_vocab").fetchone()[0]
+        assert indexed > 0 or not len(store_ids)
         if len(store_ids):  # a stored vector finds its own passage first
             pid = int(store_ids[len(store_ids) // 2])
-            _, vector = next(index.store.vectors(np.array([pid])))
+            _, vector = next(store.stored_vectors(np.array([pid])))
             assert index.search_vectors(vector, 1)[0][0].passage_id == pid
         return len(store_ids)
 
@@ -51,7 +57,8 @@ def test_index_then_query_finds_the_expected_file(docs, tmp_path, encoder):
                                 ("next sentence prediction objective", "ml/bert-pretraining.md")]:
             hits = index.search(query, k=3)
             assert hits[0].path == expected, (query, [h.path for h in hits])
-            assert hits[0].score > hits[1].score
+            dense = index.search(query, k=3, mode="dense")
+            assert dense[0].path == expected and dense[0].score > dense[1].score
             hit = hits[0]
             original = (docs / hit.path).read_text()
             if not hit.path.endswith(".html"):  # offsets index the text as read
@@ -189,7 +196,7 @@ def test_errors(tmp_path, encoder):
         build_index(tmp_path / "missing", tmp_path / "idx", encoder)
     with pytest.raises(IndexNotFoundError, match="No index at"):
         Index.open(tmp_path / "idx")
-    Store.open(tmp_path).close()  # a database with no settings yet
+    open_store(tmp_path, create=True).close()  # a database with no settings yet
     with pytest.raises(IndexNotFoundError, match="empty"):
         Index.open(tmp_path)
 

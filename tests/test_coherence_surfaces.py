@@ -17,7 +17,7 @@ from indexer.coherence import (
     coherence_training_set,
     held_out_documents,
 )
-from indexer.store import PassageRow, Store
+from indexer.store import PassageRow, open_store
 from server import ServerSettings, create_app
 
 STORY = ["My dog is cute.", "He likes playing.", "Every morning we walk to the park."]
@@ -84,7 +84,7 @@ def test_held_out_documents_are_a_fixed_share_wherever_the_folder_lies():
 
 
 def test_pairs_from_an_index_drop_the_overlap(index_dir):
-    store = Store.open(index_dir)
+    store = open_store(index_dir)
     try:
         train, held_out = coherence_pairs(store)
         doc_id = next(store.iter_documents())[0]

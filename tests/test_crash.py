@@ -96,3 +96,37 @@ def test_kill_9_at_several_points(tmp_path, encoder):
         assert rows(crashed) == rows(fresh)
         assert len(crashed) == len(fresh)
     assert_consistent(idx)
+
+
+UPSERTER = """
+import sys
+from indexer import Index
+with Index.open(sys.argv[1], create=True) as index:
+    for i in range(10_000):
+        index.upsert(f"doc-{i % 40}", f"Document {i} about topic {i % 7}. " * (1 + i % 5),
+                     {"round": i})
+        print(i, flush=True)
+"""
+
+
+def test_kill_9_mid_upsert_leaves_a_consistent_index(tmp_path):
+    """Upserts replacing documents again and again, killed at several points: passages,
+    vectors and keyword index always agree, and each document is whole (one version)."""
+    idx = tmp_path / "idx"
+    for stop_after in (3, 17, 41):
+        proc = subprocess.Popen([sys.executable, "-c", UPSERTER, str(idx)], cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        done = 0
+        while done < stop_after and proc.poll() is None:
+            line = proc.stdout.readline()
+            done = int(line) if line.strip() else done
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert_consistent(idx)
+        with Index.open(idx) as index:
+            for doc_id, _, key in index.store.iter_documents():
+                record = index.store.document(key)
+                rows = index.store.document_passages(doc_id)
+                assert len(rows) == record.passages >= 1
+                assert {r.text.split(" ")[1] for r in rows} == {
+                    record.text.split(" ")[1]}  # all passages of one version

@@ -197,3 +197,66 @@ def test_openapi_schema_documents_the_routes(client):
     paths = client.get("/openapi.json").json()["paths"]
     for path in ("/search", "/v1/embeddings", "/embed", "/coherence", "/health", "/stats"):
         assert path in paths
+
+
+def test_documents_routes_round_trip(encoder, tmp_path):
+    """PUT creates (201) and re-embeds only new text; GET returns it; search finds it with
+    a filter; DELETE removes it; an index is created on the first PUT."""
+    with client_for(encoder, index_dir=str(tmp_path / "idx")) as c:
+        body = {"text": "Printer on floor 3 jams when the tray is overfilled.",
+                "metadata": {"year": 2025, "team": "ops"}}
+        created = c.put("/documents/tickets/42", json=body)
+        assert created.status_code == 201 and created.json() == {
+            "id": "tickets/42", "action": "created", "passages": 1}
+        again = c.put("/documents/tickets/42", json=body)
+        assert again.status_code == 200 and again.json()["action"] == "unchanged"
+        moved = c.put("/documents/tickets/42", json={**body, "metadata": {"year": 2024}})
+        assert moved.json()["action"] == "metadata"
+        got = c.get("/documents/tickets/42").json()
+        assert (got["text"], got["metadata"], got["origin"]) == (body["text"], {"year": 2024},
+                                                                 "api")
+        c.put("/documents/other", json={"text": "Paper feed rollers wear out.",
+                                        "metadata": {"year": 2020}})
+        hits = c.post("/search", json={"query": "printer paper", "k": 5,
+                                       "filter": {"year": {"$gte": 2024}}}).json()["hits"]
+        assert [h["document_id"] for h in hits] == ["tickets/42"]
+        assert hits[0]["metadata"] == {"year": 2024}
+        assert hits[0]["text"][slice(*hits[0]["highlights"][0])].lower() == "printer"
+        assert c.delete("/documents/tickets/42").json() == {"id": "tickets/42", "deleted": True}
+        assert c.get("/documents/tickets/42").status_code == 404
+        missing = c.delete("/documents/tickets/42")
+        assert missing.status_code == 404 and "No document" in missing.json()["detail"]
+
+
+@pytest.mark.parametrize("body, status, message", [
+    ({"query": "x", "filter": {"year": {"$regex": "2"}}}, 422, "Unknown filter operator"),
+    ({"query": "x", "filter": {"year": {"$gt": [1]}}}, 422, "number or a string"),
+    ({"query": "x", "filter": ["year"]}, 422, "filter"),
+    ({"query": "x", "mode": "fuzzy"}, 422, "mode"),
+])
+def test_bad_filters_and_modes_are_422(client, body, status, message):
+    response = client.post("/search", json=body)
+    assert response.status_code == status and message in str(response.json()["detail"])
+
+
+@pytest.mark.parametrize("mode", ["dense", "keyword", "hybrid"])
+def test_every_mode_over_http(client, mode):
+    body = client.post("/search", json={"query": "whetstone", "k": 3, "mode": mode}).json()
+    assert body["mode"] == mode and body["hits"][0]["path"] == "kitchen/knife-care.html"
+    assert body["hits"][0]["headings"] == ["Caring for kitchen knives"]
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"text": ""}, "text"), ({"text": "x", "metadata": [1]}, "metadata"),
+    ({"text": "x", "extra": 1}, "extra"),
+])
+def test_bad_documents_are_422(client, body, message):
+    response = client.put("/documents/a", json=body)
+    assert response.status_code == 422 and message in str(response.json()["detail"])
+
+
+def test_folder_documents_cannot_be_overwritten_over_http(client, index_dir):
+    hit = client.post("/search", json={"query": "knife", "k": 1}).json()["hits"][0]
+    response = client.put(f"/documents/{hit['document_id']}", json={"text": "replaced"})
+    assert response.status_code == 422 and "indexed from a folder" in response.json()["detail"]
+    assert client.get(f"/documents/{hit['document_id']}").json()["origin"] == "folder"

@@ -1,0 +1,572 @@
+"""The embedded store: an index directory holding SQLite (the source of truth, with an FTS5
+keyword index) and a FAISS file derived from it.
+
+The only module that imports sqlite_utils. Writes happen in short `BEGIN IMMEDIATE`
+transactions, each of which bumps a `generation` counter, so a crash (even `kill -9`) loses
+at most the transaction in flight and the FAISS copy of the vectors can tell whether it is
+behind; it is caught up from SQLite on open and before each search. The keyword index is an
+FTS5 table over the passages, kept by triggers in the same transactions. Deleted rows are
+overwritten on disk (`secure_delete`). The schema evolves by numbered migrations, applied in
+order and recorded in `_migrations` (as llm does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import json
+import os
+import re
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import sqlite_utils
+
+from .errors import IndexBusyError, IndexCorruptError, IndexNotFoundError, IndexReadOnlyError
+from .filters import ID_FIELD, All, Any, Condition, Filter, glob_to_regex
+from .store import (
+    FOLDER,
+    DocumentRecord,
+    NewDocument,
+    PassageRow,
+    Store,
+    StoredDocument,
+)
+from .vectors import VECTORS_NAME, VectorIndex, choose_kind
+
+DB_NAME = "passages.db"
+LOCK_NAME = "writer.lock"
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = []
+# FTS5: Porter stemming over Unicode words; '_' is part of a word, so identifiers such as
+# CONFIG_DEBUG_FS or PyErr_Print stay one token
+FTS_TOKENIZER = "porter unicode61 remove_diacritics 2 tokenchars '_'"
+
+
+def migration(fn):
+    """Register a schema migration; they run in the order they are defined."""
+    MIGRATIONS.append(fn)
+    return fn
+
+
+@migration
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db["settings"].create({"key": str, "value": str}, pk="key")
+    db["documents"].create(
+        {"id": int, "root": str, "path": str, "content_hash": str, "size": int,
+         "mtime": float, "passages": int, "indexed_at": float},
+        pk="id", not_null={"root", "path", "content_hash"},
+    )
+    db["documents"].create_index(["root", "path"], unique=True)
+    # AUTOINCREMENT: a passage id is never reused, so the FAISS id of a deleted passage can
+    # never come to stand for a new one (the FAISS catch-up relies on that).
+    db.execute("""
+        CREATE TABLE passages (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            document_id INTEGER NOT NULL REFERENCES documents(id),
+            ordinal INTEGER NOT NULL,
+            start INTEGER NOT NULL,
+            "end" INTEGER NOT NULL,
+            line_start INTEGER NOT NULL,
+            line_end INTEGER NOT NULL,
+            tokens INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            vector BLOB NOT NULL
+        )""")
+    db["passages"].create_index(["document_id", "ordinal"], unique=True)
+    db["settings"].insert({"key": "generation", "value": "0"})
+
+
+@migration
+def m002_documents_keywords(db: sqlite_utils.Database) -> None:
+    """Documents get an id (`key`), an origin, metadata and their text; passages their
+    heading path; an FTS5 keyword index over passage text, filled from what is stored."""
+    for column, kind in (("key", "TEXT"), ("origin", "TEXT NOT NULL DEFAULT 'folder'"),
+                         ("metadata", "TEXT NOT NULL DEFAULT '{}'"), ("text", "TEXT")):
+        db.execute(f"ALTER TABLE documents ADD COLUMN {column} {kind}")
+    rows = db.execute("SELECT id, root, path, size, mtime FROM documents").fetchall()
+    for doc_id, root, path, size, mtime in rows:
+        metadata = {"path": path, "ext": os.path.splitext(path)[1].lower(), "size": size,
+                    "mtime": mtime, "folder": root}
+        db.execute("UPDATE documents SET key = ?, metadata = ? WHERE id = ?",
+                   [os.path.join(root, path), json.dumps(metadata), doc_id])
+    db.execute("CREATE UNIQUE INDEX documents_key ON documents(key)")
+    db.execute("ALTER TABLE passages ADD COLUMN headings TEXT NOT NULL DEFAULT '[]'")
+    db.execute(f"""CREATE VIRTUAL TABLE passages_fts USING fts5(
+        text, content='passages', content_rowid='id', tokenize="{FTS_TOKENIZER}")""")
+    db.execute("""CREATE TRIGGER passages_fts_insert AFTER INSERT ON passages BEGIN
+        INSERT INTO passages_fts(rowid, text) VALUES (new.id, new.text); END""")
+    db.execute("""CREATE TRIGGER passages_fts_delete AFTER DELETE ON passages BEGIN
+        INSERT INTO passages_fts(passages_fts, rowid, text) VALUES ('delete', old.id, old.text);
+        END""")
+    db.execute("""CREATE TRIGGER passages_fts_update AFTER UPDATE OF text ON passages BEGIN
+        INSERT INTO passages_fts(passages_fts, rowid, text) VALUES ('delete', old.id, old.text);
+        INSERT INTO passages_fts(rowid, text) VALUES (new.id, new.text); END""")
+    db.execute("INSERT INTO passages_fts(passages_fts) VALUES ('rebuild')")
+    # the words the keyword index holds, straight from the index (checks and tests)
+    db.execute("CREATE VIRTUAL TABLE passages_fts_vocab USING fts5vocab(passages_fts, 'row')")
+    _bump_generation(db)
+
+
+def _bump_generation(db) -> None:
+    db.execute(
+        "UPDATE settings SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+
+
+_PASSAGE_COLUMNS = ('p.id, p.document_id, d.root, d.path, p.ordinal, p.start, p."end", '
+                    "p.line_start, p.line_end, p.text, d.key, p.headings, d.metadata")
+
+
+class SQLiteStore(Store):
+    """An index directory's SQLite database and FAISS vectors. Thread-safe: one
+    connection, used under a lock."""
+
+    kind = "sqlite"
+
+    def __init__(self, folder: Path, read_only: bool = False):
+        self.folder = folder
+        self.location = str(folder)
+        self.path = folder / DB_NAME
+        self.read_only = read_only
+        self.lock = threading.RLock()
+        self._vectors: VectorIndex | None = None
+        self._vectors_generation = -1
+        self._saved_generation = -1
+        self._lock_file = None
+        try:
+            self.db = sqlite_utils.Database(self._connect())
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorruptError(
+                f"{self.path} is not a readable bertsearch database ({exc}). Delete the "
+                f"index folder and index the documents again.") from exc
+
+    @classmethod
+    def open(cls, folder: Path, create: bool = False, read_only: bool = False) -> SQLiteStore:
+        """Open (or, with `create`, make) the index directory `folder`."""
+        if not (folder / DB_NAME).is_file():
+            if not create:
+                raise IndexNotFoundError(
+                    f"No index at '{folder}'. Create one with: bertsearch index FOLDER "
+                    f"--index {folder}")
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise IndexReadOnlyError(
+                    f"Cannot create the index folder '{folder}': {exc.strerror}.") from None
+        return cls(folder, read_only=read_only)
+
+    def _connect(self) -> sqlite3.Connection:
+        uri = f"file:{self.path}{'?mode=ro' if self.read_only else ''}"
+        conn = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False,
+                               isolation_level=None)  # transactions are explicit
+        conn.create_function("regexp", 2, _regexp, deterministic=True)
+        if not self.read_only:
+            conn.execute("PRAGMA journal_mode=wal")
+        for pragma in ("synchronous=normal", "foreign_keys=on", "secure_delete=on"):
+            conn.execute(f"PRAGMA {pragma}")
+        return conn
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.conn.close()
+
+    def _migrate(self) -> None:
+        if self.read_only:
+            if self._pending_migrations():
+                raise IndexReadOnlyError(
+                    f"The index at '{self.folder}' was made by an older bertsearch and must "
+                    f"be upgraded once by a writer (run `bertsearch index` on it) before it "
+                    f"can be served read-only.")
+            return
+        with self._write():
+            if "_migrations" not in self.db.table_names():
+                self.db["_migrations"].create({"name": str, "applied_at": float}, pk="name")
+            for fn in self._pending_migrations():
+                fn(self.db)
+                self.db["_migrations"].insert({"name": fn.__name__, "applied_at": time.time()})
+
+    def _pending_migrations(self) -> list:
+        if "_migrations" not in self.db.table_names():
+            return list(MIGRATIONS)
+        done = {row[0] for row in self.db.execute("SELECT name FROM _migrations")}
+        return [fn for fn in MIGRATIONS if fn.__name__ not in done]
+
+    @contextlib.contextmanager
+    def _write(self):
+        """A write transaction, taken with BEGIN IMMEDIATE so that concurrent writers queue
+        on SQLite's lock (busy timeout) instead of failing part-way."""
+        if self.read_only:
+            raise IndexReadOnlyError(f"The index at '{self.folder}' is open read-only.")
+        with self.lock:
+            conn = self.db.conn
+            if conn.in_transaction:  # nested: part of the outer transaction
+                yield
+                return
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                raise IndexBusyError(
+                    f"The index at '{self.folder}' stayed locked by another writer for 30 "
+                    f"seconds; retry in a moment.") from None
+            try:
+                yield
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _query(self, sql: str, params=()) -> list:
+        with self.lock:
+            return self.db.execute(sql, list(params)).fetchall()
+
+    # -- settings, generation, writer lock --------------------------------------------------
+
+    def settings(self) -> dict:
+        return {key: json.loads(value) for key, value in self._query(
+            "SELECT key, value FROM settings")}
+
+    def save_settings(self, values: dict) -> None:
+        with self._write():
+            self.db["settings"].upsert_all(
+                [{"key": k, "value": json.dumps(v)} for k, v in values.items()], pk="key")
+
+    def generation(self) -> int:
+        return int(self._query("SELECT value FROM settings WHERE key = 'generation'")[0][0])
+
+    def clear(self, settings: dict) -> None:
+        with self._write():
+            self.db.execute("DELETE FROM passages")
+            self.db.execute("DELETE FROM documents")
+            self.db.execute("DELETE FROM settings WHERE key != 'generation'")
+            self.db["settings"].insert_all(
+                [{"key": k, "value": json.dumps(v)} for k, v in settings.items()])
+            _bump_generation(self.db)
+
+    @contextlib.contextmanager
+    def writer_lock(self, owner: str, wait: bool = False):
+        """An exclusive `flock` on INDEX/writer.lock, released by the kernel if this
+        process dies, with who holds it written inside for the next writer's message."""
+        if self.read_only:
+            raise IndexReadOnlyError(f"The index at '{self.folder}' is open read-only.")
+        handle = open(self.folder / LOCK_NAME, "a+")  # noqa: SIM115 - held across the block
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                handle.seek(0)
+                raise IndexBusyError(
+                    f"Another writer is updating the index at '{self.folder}' "
+                    f"({_holder(handle.read())}). Wait for it to finish, or pass --wait to "
+                    f"wait for it.") from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                     "command": owner, "since": time.time()}))
+            handle.flush()
+            yield
+        finally:
+            handle.close()  # releases the lock
+
+    # -- documents ----------------------------------------------------------------------------
+
+    def folder_documents(self, root: str) -> dict[str, StoredDocument]:
+        rows = self._query(
+            "SELECT id, key, origin, path, content_hash, size, mtime, metadata FROM documents "
+            "WHERE root = ? AND origin = ?", [root, FOLDER])
+        return {r[3]: _stored(r) for r in rows}
+
+    def stored_document(self, key: str) -> StoredDocument | None:
+        rows = self._query(
+            "SELECT id, key, origin, path, content_hash, size, mtime, metadata FROM documents "
+            "WHERE key = ?", [key])
+        return _stored(rows[0]) if rows else None
+
+    def document(self, key: str) -> DocumentRecord | None:
+        rows = self._query(
+            "SELECT key, origin, root, path, content_hash, size, mtime, metadata, text, "
+            "passages, indexed_at FROM documents WHERE key = ?", [key])
+        if not rows:
+            return None
+        r = rows[0]
+        return DocumentRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]),
+                              r[8], r[9], r[10])
+
+    def write_documents(self, documents: list[NewDocument], vectors: np.ndarray) -> None:
+        rows = iter(np.ascontiguousarray(vectors, dtype=np.float32))
+        with self._write():
+            for doc in documents:
+                old = self.db.execute("SELECT id FROM documents WHERE key = ?",
+                                      [doc.key]).fetchone()
+                if old:
+                    self._delete([old[0]])
+                doc_id = self.db.execute(
+                    "INSERT INTO documents (key, origin, root, path, content_hash, size, "
+                    "mtime, passages, indexed_at, metadata, text) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [doc.key, doc.origin, doc.root, doc.path, doc.content_hash, doc.size,
+                     doc.mtime, len(doc.passages), time.time(), _dumps(doc.metadata),
+                     doc.text]).lastrowid
+                self.db.conn.executemany(
+                    'INSERT INTO passages (document_id, ordinal, start, "end", line_start, '
+                    "line_end, tokens, text, vector, headings) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(doc_id, p.ordinal, p.start, p.end, p.line_start, p.line_end, p.tokens,
+                      p.text, next(rows).tobytes(), _dumps(list(p.headings)))
+                     for p in doc.passages])
+            _bump_generation(self.db)
+
+    def update_document(self, doc_id: int, size: int, mtime: float, metadata: dict) -> None:
+        with self._write():
+            self.db.execute("UPDATE documents SET size = ?, mtime = ?, metadata = ? "
+                            "WHERE id = ?", [size, mtime, _dumps(metadata), doc_id])
+            _bump_generation(self.db)
+
+    def delete_documents(self, ids: list[int]) -> int:
+        if not ids:
+            return 0
+        with self._write():
+            removed = self._delete(ids)
+            _bump_generation(self.db)
+        return removed
+
+    def _delete(self, ids: list[int]) -> int:
+        marks = ",".join("?" * len(ids))
+        removed = self.db.execute(
+            f"DELETE FROM passages WHERE document_id IN ({marks})", ids).rowcount
+        self.db.execute(f"DELETE FROM documents WHERE id IN ({marks})", ids)
+        return removed
+
+    def counts(self) -> tuple[int, int]:
+        with self.lock:
+            docs = self.db.execute("SELECT count(*) FROM documents").fetchone()[0]
+            passages = self.db.execute("SELECT count(*) FROM passages").fetchone()[0]
+        return docs, passages
+
+    def iter_documents(self) -> Iterator[tuple[int, str, str]]:
+        yield from self._query("SELECT id, root, path FROM documents ORDER BY id")
+
+    # -- passages and vectors ---------------------------------------------------------------
+
+    def passage_ids(self) -> np.ndarray:
+        rows = self._query("SELECT id FROM passages ORDER BY id")
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def stored_vectors(self, ids: np.ndarray | None = None, batch: int = 20_000,
+                       ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield `(ids, vectors)` blocks from SQLite: all passages, or those with given ids."""
+        if ids is None:
+            ids = self.passage_ids()
+        for start in range(0, len(ids), batch):
+            block = [int(i) for i in ids[start:start + batch]]
+            rows = self._query(
+                f"SELECT id, vector FROM passages WHERE id IN ({','.join('?' * len(block))})",
+                block)
+            if rows:
+                got = np.array([r[0] for r in rows], dtype=np.int64)
+                matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+                yield got, matrix.reshape(len(rows), -1)
+
+    def passages(self, ids: list[int]) -> dict[int, PassageRow]:
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self._query(
+            f"SELECT {_PASSAGE_COLUMNS} FROM passages p JOIN documents d "
+            f"ON d.id = p.document_id WHERE p.id IN ({marks})", [int(i) for i in ids])
+        return {r[0]: _passage(r) for r in rows}
+
+    def document_passages(self, document_id: int) -> list[PassageRow]:
+        rows = self._query(
+            f"SELECT {_PASSAGE_COLUMNS} FROM passages p JOIN documents d "
+            f"ON d.id = p.document_id WHERE p.document_id = ? ORDER BY p.ordinal",
+            [document_id])
+        return [_passage(r) for r in rows]
+
+    def matching_passages(self, where: Filter) -> np.ndarray:
+        """The ids of the passages whose document matches `where`, sorted."""
+        sql, params = compile_filter(where)
+        rows = self._query(
+            f"SELECT id FROM passages WHERE document_id IN "
+            f"(SELECT d.id FROM documents d WHERE {sql}) ORDER BY id", params)
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def dense_search(self, queries: np.ndarray, k: int, where: Filter | None = None,
+                     exact: bool = False) -> list[list[tuple[int, float]]]:
+        self.refresh()
+        subset = None if where is None else self.matching_passages(where)
+        if subset is not None and not len(subset):
+            return [[] for _ in range(len(queries))]
+        with self.lock:
+            scores, ids = self._vectors.search(queries, k, subset, exact=exact)
+        return [[(int(i), float(s)) for s, i in zip(srow, irow) if i >= 0]
+                for srow, irow in zip(scores, ids)]
+
+    def keyword_search(self, terms: list[tuple[str, ...]], k: int,
+                       where: Filter | None = None) -> list[tuple[int, float]]:
+        if not terms:
+            return []
+        match = " OR ".join('"' + " ".join(term).replace('"', '""') + '"' for term in terms)
+        sql = ("SELECT rowid, -bm25(passages_fts) FROM passages_fts "
+               "WHERE passages_fts MATCH ?")
+        params: list = [match]
+        if where is not None:
+            predicate, extra = compile_filter(where)
+            sql += (" AND rowid IN (SELECT id FROM passages WHERE document_id IN "
+                    f"(SELECT d.id FROM documents d WHERE {predicate}))")
+            params += extra
+        rows = self._query(sql + " ORDER BY rank LIMIT ?", [*params, k])
+        return [(int(r[0]), float(r[1])) for r in rows]
+
+    # -- the FAISS copy -----------------------------------------------------------------------
+
+    def refresh(self) -> bool:
+        """Bring the FAISS copy to exactly the passages SQLite holds, reading vectors from
+        SQLite (on first use, the saved FAISS file is the starting point)."""
+        generation = self.generation()
+        if self._vectors is not None and generation == self._vectors_generation:
+            return False
+        with self.lock:
+            if self._vectors is None:
+                self._vectors, self._saved_generation = self._load_file()
+            self._vectors = self._caught_up(self._vectors)
+            self._vectors_generation = generation
+        return True
+
+    def _load_file(self) -> tuple[VectorIndex | None, int]:
+        path = self.folder / VECTORS_NAME
+        if not path.exists():
+            return None, -1
+        try:
+            return VectorIndex.load(path)
+        except IndexCorruptError:
+            return None, -1  # derived data: rebuilt from SQLite
+
+    def _caught_up(self, vectors: VectorIndex | None) -> VectorIndex:
+        """Add what is missing, remove what SQLite no longer has (an HNSW index, which
+        cannot remove, is rebuilt instead). Passage ids are never reused, so comparing id
+        sets is enough."""
+        settings = self.settings()
+        wanted = self.passage_ids()
+        kind = choose_kind(settings.get("index_type", "auto"), len(wanted))
+        dimension = int(settings.get("dimension") or (vectors.dimension if vectors else 0))
+        if vectors is None or vectors.kind != kind or vectors.dimension != dimension:
+            vectors = VectorIndex.empty(dimension, kind)
+        have = vectors.ids()
+        stale = np.setdiff1d(have, wanted, assume_unique=True)
+        if len(stale) and not vectors.can_remove:  # HNSW: start over rather than delete
+            vectors, have = VectorIndex.empty(dimension, kind), np.array([], dtype=np.int64)
+        else:
+            vectors.remove(stale)
+        missing = np.setdiff1d(wanted, have, assume_unique=True)
+        for ids, block in self.stored_vectors(missing):
+            vectors.add(ids, block)
+        return vectors
+
+    def checkpoint(self) -> None:
+        """Save the FAISS copy if it moved on since it was last saved (atomically; a
+        read-only folder keeps answering from memory)."""
+        self.refresh()
+        if self.read_only or self._saved_generation == self._vectors_generation:
+            return
+        with self.lock, contextlib.suppress(OSError):
+            self._vectors.save(self.folder / VECTORS_NAME, self._vectors_generation)
+            self._saved_generation = self._vectors_generation
+
+    def describe(self) -> dict:
+        self.refresh()
+        return {"vector_index": self._vectors.kind, "vectors": len(self._vectors)}
+
+
+def _stored(row) -> StoredDocument:
+    return StoredDocument(row[0], row[1], row[2], row[3], row[4], row[5], row[6],
+                          json.loads(row[7]))
+
+
+def _passage(row) -> PassageRow:
+    return PassageRow(*row[:11], headings=tuple(json.loads(row[11])),
+                      metadata=json.loads(row[12]))
+
+
+def _dumps(value) -> str:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, sort_keys=True)
+
+
+def _holder(raw: str) -> str:
+    try:
+        info = json.loads(raw)
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info["since"]))
+        return f"pid {info['pid']} on {info['host']}: {info['command']}, since {since}"
+    except (ValueError, KeyError, TypeError):
+        return "a process that did not say who it is"
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern:
+    return re.compile(pattern, re.S)
+
+
+def _regexp(pattern: str, value) -> bool:
+    return isinstance(value, str) and _compiled(pattern).match(value) is not None
+
+
+# -- filters -> SQL -------------------------------------------------------------------------
+
+def compile_filter(node: Filter) -> tuple[str, list]:
+    """A SQL predicate over the documents table (alias `d`) and its parameters."""
+    if isinstance(node, (All, Any)):
+        parts = [compile_filter(part) for part in node.parts]
+        joiner = " AND " if isinstance(node, All) else " OR "
+        return ("(" + joiner.join(sql for sql, _ in parts) + ")",
+                [p for _, params in parts for p in params])
+    return _condition(node)
+
+
+def _condition(cond: Condition) -> tuple[str, list]:
+    if cond.field == (ID_FIELD,):
+        source, source_params = "json_each(json_array(d.key))", []
+    else:
+        path = "$" + "".join(f'."{part}"' for part in cond.field)
+        source, source_params = "json_each(d.metadata, ?)", [path]
+
+    def some(test: str, params: list) -> tuple[str, list]:
+        """Some value of the field (the value itself, or a list's element) passes `test`."""
+        return (f"EXISTS (SELECT 1 FROM {source} WHERE typeof(key) != 'text' AND ({test}))",
+                source_params + params)
+
+    def equal(value) -> tuple[str, list]:
+        if value is None:  # missing or null: no value that is not null
+            sql, params = some("type != 'null'", [])
+            return f"NOT {sql}", params
+        if isinstance(value, bool):
+            return some(f"type = '{'true' if value else 'false'}'", [])
+        if isinstance(value, str):
+            return some("type = 'text' AND value = ?", [value])
+        return some("type IN ('integer', 'real') AND value = ?", [value])
+
+    def any_of(values) -> tuple[str, list]:
+        parts = [equal(v) for v in values]
+        return "(" + " OR ".join(s for s, _ in parts) + ")", [p for _, ps in parts for p in ps]
+
+    op = cond.op
+    if op in ("eq", "ne"):
+        sql, params = equal(cond.value)
+    elif op in ("in", "nin"):
+        sql, params = any_of(cond.value)
+    elif op == "glob":
+        return some("type = 'text' AND regexp(?, value)", [glob_to_regex(cond.value)])
+    else:
+        symbol = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[op]
+        kind = "type = 'text'" if isinstance(cond.value, str) else \
+            "type IN ('integer', 'real')"
+        return some(f"{kind} AND value {symbol} ?", [cond.value])
+    return (f"NOT {sql}" if op in ("ne", "nin") else sql), params
+
