@@ -120,8 +120,26 @@ def build_index(folder: str | Path, index: str | Path, encoder: TextEncoder, *,
         if report.recipe_change:
             sync.reembed_api_documents()
         store.checkpoint()  # e.g. save the FAISS file
-    report.seconds = time.perf_counter() - started
+        report.seconds = time.perf_counter() - started
+        record_sync(store, report)
     return report
+
+
+MAX_RECORDED_SKIPS = 1000
+
+
+def record_sync(store: Store, report: SyncReport) -> None:
+    """Keep what the last sync of each folder did (counts, when, skipped files and why),
+    for `Index.stats()` and the search page's overview."""
+    syncs = dict(store.settings().get("syncs") or {})
+    syncs[report.folder] = {
+        "finished_at": time.time(), "seconds": round(report.seconds, 3),
+        "added": report.added, "changed": report.changed, "removed": report.removed,
+        "unchanged": report.unchanged, "passages_written": report.passages_written,
+        "skipped": [{"path": f.relpath, "reason": f.reason}
+                    for f in report.skipped[:MAX_RECORDED_SKIPS]],
+        "skipped_total": len(report.skipped)}
+    store.save_settings({"syncs": syncs})
 
 
 def _prepare_settings(store: Store, wanted: IndexSettings, rebuild: bool,

@@ -296,9 +296,14 @@ class Index:
     # -- the rest --------------------------------------------------------------------------
 
     def stats(self) -> dict:
+        """Counts, the settings that made the index, and each folder's last sync (when,
+        what changed, the files skipped and why)."""
         documents, passages = self.store.counts()
+        syncs = self.store.settings().get("syncs") or {}
         return {**self.settings.to_dict(), **self.store.describe(), "documents": documents,
-                "passages": passages, "store": self.store.kind, "path": self.store.location}
+                "passages": passages, "store": self.store.kind, "path": self.store.location,
+                "syncs": syncs,
+                "last_sync": max((v["finished_at"] for v in syncs.values()), default=None)}
 
     def __len__(self) -> int:
         return self.store.counts()[1]

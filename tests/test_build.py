@@ -221,3 +221,17 @@ def test_neighbours(docs, tmp_path, encoder):
         assert [h.ordinal for h in around] == list(range(max(0, hit.ordinal - 1),
                                                          hit.ordinal + len(around) -
                                                          min(1, hit.ordinal)))
+
+
+def test_stats_record_each_folders_last_sync(tmp_path, encoder):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "good.txt").write_text("A readable note about tide pools.")
+    (docs / "empty.md").write_text("")
+    report = build_index(docs, tmp_path / "idx", encoder)
+    with Index.open(tmp_path / "idx") as index:
+        stats = index.stats()
+    sync = stats["syncs"][report.folder]
+    assert (sync["added"], sync["skipped_total"]) == (1, 1)
+    assert sync["skipped"] == [{"path": "empty.md", "reason": "empty file"}]
+    assert stats["last_sync"] == sync["finished_at"] and stats["documents"] == 1
