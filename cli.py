@@ -216,6 +216,36 @@ def query(text, index_dir, k, mode, where, path_glob, filter_json, as_json, with
                    f"(mean P(next) {order.mean:.2f})")
 
 
+@main.command()
+@index_option
+@click.option("--repair", is_flag=True,
+              help="Mend what is wrong: rebuild derived data, recompute damaged vectors, "
+                   "salvage a damaged database (the damaged file is kept).")
+def check(index_dir, repair):
+    """Verify an index: database pages, keyword index, stored vectors, the vector file.
+
+    Exits 0 when the index is sound (or was mended), 1 when problems remain.
+
+    \b
+    Example:
+      bertsearch check --index my-index
+      bertsearch check --index my-index --repair
+    """
+    from indexer.check import check_index
+
+    report = check_index(index_dir, repair=repair)
+    for problem in report.problems:
+        click.echo(f"problem: {problem}")
+    for repair_made in report.repairs:
+        click.echo(f"repaired: {repair_made}")
+    if not report.problems:
+        click.echo(f"{report.location}: sound.")
+    elif not report.ok:
+        raise click.ClickException(
+            f"{report.location} has problems; run `bertsearch check --index {index_dir} "
+            f"--repair`." if not repair else f"{report.location} still has problems.")
+
+
 @main.group()
 def documents():
     """Add, read and delete documents by id (the documents API), without a folder.

@@ -34,7 +34,7 @@ from .documents import (
     read_bytes,
     walk_folder,
 )
-from .errors import FolderNotFoundError, IndexerError, IndexMismatchError
+from .errors import FolderNotFoundError, IndexCorruptError, IndexerError, IndexMismatchError
 from .passages import DEFAULT_RECIPE, RECIPES, document_passages, embedding_inputs
 from .settings import IndexSettings, TextEncoder
 from .store import FOLDER, NewDocument, NewPassage, Store, StoredDocument, open_store
@@ -114,6 +114,11 @@ def build_index(folder: str | Path, index: str | Path, encoder: TextEncoder, *,
     with open_store(index, create=True) as store, \
             store.writer_lock(f"bertsearch index {root}", wait=wait):
         report = SyncReport(str(root), store.location)
+        damage = None if rebuild else store.quick_check()
+        if damage:
+            raise IndexCorruptError(
+                f"The index at '{store.location}' is damaged ({damage}). Run `bertsearch "
+                f"check --index {store.location} --repair` first, or pass --rebuild.")
         settings = _prepare_settings(store, wanted, rebuild, report)
         sync = _Sync(store, root, encoder, settings, report, batch_passages)
         sync.run(include, exclude, max_file_bytes, progress)

@@ -31,7 +31,12 @@ from embedder.errors import InvalidInputError
 
 from .chunking import ChunkSettings
 from .documents import api_document, content_hash
-from .errors import IndexMismatchError, IndexNotFoundError
+from .errors import (
+    IndexCorruptError,
+    IndexMismatchError,
+    IndexNotFoundError,
+    IndexReadOnlyError,
+)
 from .filters import parse_filter
 from .fusion import reciprocal_rank_fusion
 from .keywords import highlights, keyword_terms
@@ -188,6 +193,7 @@ class Index:
         """
         query = check_query(query)
         k, mode, where = check_k(k), check_mode(mode), parse_filter(filter)
+        self._refuse_damage()
         self.refresh()
         depth = max(k, HYBRID_DEPTH) if mode == "hybrid" else k
         lists: dict[str, list[tuple[int, float]]] = {}
@@ -209,9 +215,18 @@ class Index:
                        filter: dict | None = None) -> list[list[Hit]]:
         """Dense search with query vectors `(n, dimension)`: one list of hits per query."""
         k, where = check_k(k), parse_filter(filter)
+        self._refuse_damage()
         self.refresh()
         found = self.store.dense_search(np.asarray(queries, dtype=np.float32), k, where)
         return [self._hits(ranked) for ranked in found]
+
+    def _refuse_damage(self) -> None:
+        damage = self.store.health()
+        if damage:
+            raise IndexCorruptError(
+                f"The index at '{self.store.location}' is damaged ({damage}); it is not "
+                f"searched until `bertsearch check --index {self.store.location} --repair` "
+                f"mends it.")
 
     def _hits(self, ranked: list[tuple[int, float]], query: str | None = None) -> list[Hit]:
         rows = self.store.passages([i for i, _ in ranked])
@@ -239,6 +254,7 @@ class Index:
                 an id that belongs to a folder's file (sync the folder instead).
         """
         id, metadata = check_document_id(id), check_metadata(metadata)
+        self._refuse_read_only()
         if not isinstance(text, str) or not text.strip():
             raise InvalidInputError("A document's text must be a non-empty string.")
         if len(text) > MAX_DOCUMENT_CHARS:
@@ -278,6 +294,7 @@ class Index:
             InvalidInputError: the id belongs to a folder's file (delete the file and sync).
         """
         id = check_document_id(id)
+        self._refuse_read_only()
         with self._write_lock:
             stored = self.store.stored_document(id)
             if stored is None:
@@ -288,6 +305,11 @@ class Index:
                     f"`bertsearch index` on the folder instead.")
             self.store.delete_documents([stored.id])
         return True
+
+    def _refuse_read_only(self) -> None:
+        if self.store.read_only:
+            raise IndexReadOnlyError(f"The index at '{self.store.location}' is open "
+                                     f"read-only: it can be searched but not changed.")
 
     def _passage_count(self, id: str) -> int:
         record = self.store.document(id)

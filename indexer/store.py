@@ -223,6 +223,21 @@ class Store(ABC):
         """Engine-specific figures for stats (the vector index kind, ...)."""
         return {}
 
+    def health(self) -> str | None:
+        """None while the store answers soundly, else what is wrong (damage seen, ...)."""
+        return None
+
+    def quick_check(self) -> str | None:
+        """A cheap-as-possible integrity probe run at server start and before a sync: None
+        when sound, else what is wrong."""
+        return None
+
+    @abstractmethod
+    def check(self, repair: bool = False, reembed=None) -> tuple[list[str], list[str]]:
+        """Verify everything the store keeps; with `repair`, mend what can be mended
+        (`reembed(passage_rows) -> vectors` recomputes damaged vectors). Returns
+        (problems found, repairs made)."""
+
     @abstractmethod
     def close(self) -> None:
         """Release the connection and any lock."""

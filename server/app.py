@@ -42,6 +42,8 @@ def create_app(settings: ServerSettings, *, encoder=None, index=None) -> FastAPI
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         services = await run_in_threadpool(Services.load, settings, encoder, index)
+        if services.index is not None:  # damage found now shows in /health at once
+            await run_in_threadpool(services.index.store.quick_check)
         services.batcher.start()
         app.state.services = services
         try:

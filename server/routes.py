@@ -163,12 +163,10 @@ def build_router(settings: ServerSettings) -> APIRouter:
         if services is None:
             return JSONResponse({"status": "loading", "model": False, "index": False,
                                  "detail": "Still loading."}, status_code=503)
-        index_ready = await run_in_threadpool(lambda: services.index_ready)
-        if not index_ready:
-            return JSONResponse(
-                {"status": "degraded", "model": True, "index": False,
-                 "detail": f"No index at '{services.settings.index_dir}' yet."},
-                status_code=503)
+        problem = await run_in_threadpool(services.index_status)
+        if problem:
+            return JSONResponse({"status": "degraded", "model": True, "index": False,
+                                 "detail": problem}, status_code=503)
         return HealthResponse(status="ok", model=True, index=services.index is not None)
 
     @router.get("/stats", response_model=StatsResponse, tags=["service"])
@@ -176,7 +174,7 @@ def build_router(settings: ServerSettings) -> APIRouter:
         """The model, its dimension, and the index's documents, passages and type."""
         encoder = services.encoder
         index_stats = None
-        if services.index_ready and services.index is not None:
+        if not await run_in_threadpool(services.index_status) and services.index is not None:
             index_stats = await run_in_threadpool(services.index.stats)
         return StatsResponse(model=encoder.name, dimension=encoder.dimension,
                              pooling=encoder.pooling, max_seq_length=encoder.max_seq_length,
