@@ -70,3 +70,8 @@ def test_static_files_ship_with_the_package():
         name = path.relative_to(REPO / "server").as_posix()
         assert any(fnmatch.fnmatch(name, p) for p in patterns), f"{name} would not ship"
 
+
+def test_readme_shows_a_small_screenshot_of_the_page():
+    image = REPO / "docs" / "search-page.png"
+    assert "](docs/search-page.png)" in (REPO / "README.md").read_text(encoding="utf-8")
+    assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and image.stat().st_size < 150_000
