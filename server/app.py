@@ -30,6 +30,7 @@ from indexer.errors import (
 )
 
 from .batching import QueueFullError
+from .page import PAGE_PATHS, STATIC_PREFIX, build_page_router
 from .routes import build_router
 from .services import DocumentNotFoundError, FeatureUnavailableError, Services
 from .settings import ServerSettings
@@ -59,6 +60,7 @@ def create_app(settings: ServerSettings, *, encoder=None, index=None) -> FastAPI
     if settings.api_key:
         app.add_middleware(BearerAuth, api_key=settings.api_key)
     app.include_router(build_router(settings))
+    app.include_router(build_page_router())
     return app
 
 
@@ -128,16 +130,21 @@ class _BodyTooLarge(Exception):
 
 
 class BearerAuth:
-    """Every route but /health (and the API docs) needs `Authorization: Bearer <key>`."""
+    """Every route but /health (and the API docs and the search page, which hold no data)
+    needs `Authorization: Bearer <key>`."""
 
-    OPEN_PATHS = {"/health", "/docs", "/openapi.json", "/redoc", "/docs/oauth2-redirect"}
+    OPEN_PATHS = {"/health", "/docs", "/openapi.json", "/redoc", "/docs/oauth2-redirect",
+                  *PAGE_PATHS}
+    OPEN_PREFIXES = (STATIC_PREFIX,)
 
     def __init__(self, app, api_key: str):
         self.app = app
         self.expected = f"Bearer {api_key}".encode()
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["path"] not in self.OPEN_PATHS:
+        path = scope.get("path", "")
+        if (scope["type"] == "http" and path not in self.OPEN_PATHS
+                and not path.startswith(self.OPEN_PREFIXES)):
             given = dict(scope["headers"]).get(b"authorization", b"")
             if not hmac.compare_digest(given, self.expected):  # constant-time
                 response = JSONResponse(
