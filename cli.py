@@ -334,10 +334,16 @@ def documents_delete(doc_id, index_dir):
 @click.option("--classifier", default=None, type=click.Path(file_okay=False),
               help="A `bertsearch finetune` output folder to serve on /classify.")
 @backend_option
+@click.option("--strict-model-names", is_flag=True,
+              help="On /v1/embeddings accept only the served model's own names (by default "
+                   "any name means the served model, as OpenAI clients send their own).")
+@click.option("--read-timeout", default=30.0, show_default=True, type=click.FloatRange(1, 3600),
+              help="Seconds a client has to send a request's headers, and again its body.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@click.option("--no-access-log", is_flag=True, help="No JSON line per request on stderr.")
 def serve(index_dir, host, port, model, api_key, coherence_model, classifier, backend,
-          log_level):
+          strict_model_names, read_timeout, log_level, no_access_log):
     """Serve search, embeddings and coherence over HTTP (OpenAPI docs at /docs).
 
     \b
@@ -346,14 +352,13 @@ def serve(index_dir, host, port, model, api_key, coherence_model, classifier, ba
       curl -s localhost:8000/search -H 'content-type: application/json' \\
            -d '{"query": "how is BERT pretrained?", "k": 3}'
     """
-    import uvicorn
-
-    from server import ServerSettings, create_app
+    from server import ServerSettings, serve
 
     settings = ServerSettings(index_dir=index_dir, model=model, api_key=api_key,
                               coherence_model=coherence_model, classifier=classifier,
-                              backend=backend)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+                              backend=backend, strict_model_names=strict_model_names,
+                              header_timeout_s=read_timeout, body_timeout_s=read_timeout)
+    serve(settings, host=host, port=port, log_level=log_level, access_log=not no_access_log)
 
 
 @main.command()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import os
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -76,6 +77,7 @@ class Encoder:
         # its own copy for token_spans: the indexer chunks on one thread while it encodes on
         # another, and a Rust tokenizer must not be used by two threads at once
         self._span_tokenizer = copy.deepcopy(tokenizer)
+        self._span_lock = threading.Lock()  # and chunking itself may run on two threads
         self.name = name  # for people: "all-MiniLM-L6-v2" or the folder's name
         self.source = source  # for machines: what Encoder.load takes to load it again
         self.max_seq_length = max_seq_length
@@ -153,10 +155,12 @@ class Encoder:
         texts = _check_texts(texts)
         if not texts:
             return []
-        return [[tuple(span) for span in spans] for spans in self._span_tokenizer(
-            texts, add_special_tokens=False, return_offsets_mapping=True,
-            return_attention_mask=False, return_token_type_ids=False, verbose=False,
-        )["offset_mapping"]]
+        with self._span_lock:
+            mapping = self._span_tokenizer(
+                texts, add_special_tokens=False, return_offsets_mapping=True,
+                return_attention_mask=False, return_token_type_ids=False, verbose=False,
+            )["offset_mapping"]
+        return [[tuple(span) for span in spans] for spans in mapping]
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Tokens each text would occupy as model input, `[CLS]` and `[SEP]` included."""
@@ -204,12 +208,27 @@ class Encoder:
                         normalize: bool | None = None, batch_size: int = 64,
                         max_batch_tokens: int = MAX_BATCH_TOKENS) -> Encoded:
         """Like `encode`, but also returns token counts and which texts were truncated."""
+        return self.encode_token_ids(self.tokenize(texts), pooling=pooling,
+                                     normalize=normalize, batch_size=batch_size,
+                                     max_batch_tokens=max_batch_tokens)
+
+    def encode_token_ids(self, token_ids: Sequence[Sequence[int]], *,
+                         pooling: str | None = None, normalize: bool | None = None,
+                         batch_size: int = 64,
+                         max_batch_tokens: int = MAX_BATCH_TOKENS) -> Encoded:
+        """Embed texts given as token ids of this model's vocabulary, without `[CLS]` and
+        `[SEP]` (they are added; ids that already begin with `[CLS]` and end with `[SEP]`
+        are taken as they are).
+
+        Raises:
+            InvalidInputError: an id outside the vocabulary, or an empty sequence.
+        """
         pooling = pooling or self.pooling
         _check_pooling(pooling)
         normalize = self.normalize if normalize is None else normalize
         if batch_size < 1:
             raise InvalidInputError(f"batch_size must be at least 1; got {batch_size}.")
-        token_ids = self.tokenize(texts)
+        token_ids = [self._content_ids(ids, i) for i, ids in enumerate(token_ids)]
         counts = [len(ids) + 2 for ids in token_ids]
         out = np.zeros((len(token_ids), self.dimension), dtype=np.float32)
         order = sorted(range(len(token_ids)), key=lambda i: -counts[i])  # longest first
@@ -219,6 +238,21 @@ class Encoder:
             out[batch] = self._forward(inputs, pooling, normalize)
         truncated = [i for i, n in enumerate(counts) if n > self.max_seq_length]
         return Encoded(out, counts, truncated)
+
+    def _content_ids(self, ids: Sequence[int], i: int) -> list[int]:
+        ids = list(ids)
+        vocabulary = self.vocabulary_size
+        if any(isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < vocabulary
+               for t in ids):
+            raise InvalidInputError(f"Token ids of input {i} must be whole numbers from 0 to "
+                                    f"{vocabulary - 1} (this model's vocabulary).")
+        if len(ids) >= 2 and ids[0] == self.special.cls and ids[-1] == self.special.sep:
+            ids = ids[1:-1]
+        return ids
+
+    @property
+    def vocabulary_size(self) -> int:
+        return int(self.model.config.vocab_size)
 
     def _plan(self, order: list[int], counts: list[int], batch_size: int,
               max_tokens: int) -> list[list[int]]:

@@ -14,10 +14,11 @@ records, everything is re-embedded, and the report says why.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from embedder.prefetch import prefetch
@@ -35,9 +36,27 @@ from .documents import (
     walk_folder,
 )
 from .errors import FolderNotFoundError, IndexCorruptError, IndexerError, IndexMismatchError
-from .passages import DEFAULT_RECIPE, RECIPES, document_passages, embedding_inputs
+from .passages import (
+    DEFAULT_RECIPE,
+    RECIPES,
+    document_passages,
+    embedding_inputs,
+    iter_passages,
+)
 from .settings import IndexSettings, TextEncoder
-from .store import FOLDER, NewDocument, NewPassage, Store, StoredDocument, open_store
+from .store import (
+    FIRST,
+    FOLDER,
+    LAST,
+    MIDDLE,
+    PARTIAL,
+    WHOLE,
+    NewDocument,
+    NewPassage,
+    Store,
+    StoredDocument,
+    open_store,
+)
 from .vectors import choose_kind
 
 
@@ -206,6 +225,13 @@ def folder_metadata(root: Path, file: FoundFile, document: Extracted) -> dict:
     return metadata
 
 
+# A text longer than this is cut into passages as they are embedded and committed in parts
+# (so memory stays flat in the file's size and a crash keeps the parts done); shorter ones
+# are cut ahead, on the reading thread.
+STREAM_FROM_CHARS = 200_000
+PREFETCH_CHARS = 64_000_000  # the texts read ahead hold at most this much (one is always read)
+
+
 @dataclass
 class _Prepared:
     """What to do with one file, worked out off the writer's thread."""
@@ -217,7 +243,8 @@ class _Prepared:
     digest: str = ""
     text: str = ""
     metadata: dict = field(default_factory=dict)
-    passages: list[NewPassage] = field(default_factory=list)
+    passages: list[NewPassage] | Iterator[NewPassage] = field(default_factory=list)
+    done: int = 0  # passages a crashed run already committed (a PARTIAL document)
 
 
 class _Sync:
@@ -228,7 +255,7 @@ class _Sync:
         self.store, self.root, self.encoder = store, root, encoder
         self.settings, self.report = settings, report
         self.batch_passages = batch_passages
-        self.pending: list[tuple[NewDocument, bool]] = []  # (document, was it stored before)
+        self.pending: list[tuple[NewDocument, bool]] = []  # (document or part, stored before)
         self.pending_passages = 0
         self.reembed = report.recipe_change is not None
 
@@ -242,7 +269,8 @@ class _Sync:
         self.report.removed += len(gone)
         # Reading, hashing and chunking (tokenising) run ahead on a worker thread, so the
         # model never waits for them; all writes stay on this thread.
-        prepared = prefetch((self._prepare(f, known.get(f.relpath)) for f in found), depth=64)
+        prepared = prefetch((self._prepare(f, known.get(f.relpath)) for f in found), depth=64,
+                            cost=lambda item: len(item.text), budget=PREFETCH_CHARS)
         for done, item in enumerate(prepared, 1):
             self._apply(item)
             if self.pending_passages >= self.batch_passages:
@@ -255,7 +283,7 @@ class _Sync:
 
     def _prepare(self, file: FoundFile, stored: StoredDocument | None) -> _Prepared:
         if stored and not self.reembed and stored.size == file.size and \
-                stored.mtime == file.mtime:
+                stored.mtime == file.mtime and not stored.content_hash.startswith(PARTIAL):
             return _Prepared(file, stored, "unchanged")
         try:
             data = read_bytes(file.path)
@@ -266,9 +294,13 @@ class _Sync:
         metadata = folder_metadata(self.root, file, document)
         if stored and not self.reembed and stored.content_hash == digest:
             return _Prepared(file, stored, "metadata", metadata=metadata)
-        passages = document_passages(document, self.encoder, self.settings.chunk)
+        done = stored.passages if stored and not self.reembed and \
+            stored.content_hash == PARTIAL + digest else 0
+        passages = iter_passages(document, self.encoder, self.settings.chunk)
+        if len(document.text) < STREAM_FROM_CHARS and not done:
+            passages = list(passages)
         return _Prepared(file, stored, "embed", None, digest, document.text, metadata,
-                         passages)
+                         passages, done)
 
     def _apply(self, item: _Prepared) -> None:
         report, stored = self.report, item.stored
@@ -285,14 +317,32 @@ class _Sync:
                 report.passages_removed += self.store.delete_documents([stored.id])
                 report.removed += 1
         else:
-            self._add(NewDocument(
+            document = NewDocument(
                 os.path.join(self.root, item.file.relpath), FOLDER, str(self.root),
                 item.file.relpath, item.digest, item.file.size, item.file.mtime,
-                item.metadata, item.text, item.passages), stored is not None)
+                item.metadata, item.text, [])
+            if isinstance(item.passages, list):
+                self._add(replace(document, passages=item.passages), stored is not None)
+            else:
+                self._stream(document, item.passages, item.done, stored is not None)
 
     def _add(self, document: NewDocument, changed: bool) -> None:
         self.pending.append((document, changed))
         self.pending_passages += len(document.passages)
+
+    def _stream(self, document: NewDocument, passages: Iterator[NewPassage], done: int,
+                changed: bool) -> None:
+        """Embed and commit a long document in parts as its passages are cut; `done`
+        passages are already stored by a run that crashed (its parts are kept)."""
+        part, first = [], done == 0
+        for passage in itertools.islice(passages, done, None):
+            part.append(passage)
+            if self.pending_passages + len(part) >= self.batch_passages:
+                self._add(replace(document, passages=part, part=FIRST if first else MIDDLE),
+                          changed)
+                self.flush()
+                part, first = [], False
+        self._add(replace(document, passages=part, part=WHOLE if first else LAST), changed)
 
     def flush(self) -> None:
         """Embed and commit the pending documents in one transaction."""
@@ -303,10 +353,10 @@ class _Sync:
         vectors = self.encoder.encode(embedding_inputs(passages, self.encoder,
                                                        self.settings.context))
         self.store.write_documents(documents, vectors)
-        changed = sum(c for _, c in self.pending)
+        finished = [c for d, c in self.pending if d.part in (WHOLE, LAST)]
         self.report.passages_written += len(passages)
-        self.report.changed += changed
-        self.report.added += len(self.pending) - changed
+        self.report.changed += sum(finished)
+        self.report.added += len(finished) - sum(finished)
         self.pending, self.pending_passages = [], 0
 
     def reembed_api_documents(self) -> None:

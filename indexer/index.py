@@ -38,7 +38,7 @@ from .errors import (
     IndexReadOnlyError,
 )
 from .filters import parse_filter
-from .fusion import reciprocal_rank_fusion
+from .fusion import RRF_CONSTANT, reciprocal_rank_fusion
 from .keywords import highlights, keyword_terms
 from .limits import DEFAULT_MODE, MAX_K, MAX_QUERY_CHARS, MODES
 from .passages import DEFAULT_RECIPE, document_passages, embedding_inputs
@@ -211,6 +211,27 @@ class Index:
             ranked = lists[mode][:k]
         return self._hits(ranked, query)
 
+    def rankings(self, query: str, depth: int, *, lists=("dense", "keyword", "first"),
+                 filter: dict | None = None, vector: np.ndarray | None = None,
+                 ) -> dict[str, list[Hit]]:
+        """The ranked lists search modes fuse, each `depth` deep: `dense` (passages by
+        embedding), `keyword` (passages by BM25) and `first` (documents' first passages by
+        embedding). For measuring fusions (bench/search.py) and for building on."""
+        query, where = check_query(query), parse_filter(filter)
+        self._refuse_damage()
+        self.refresh()
+        out = {}
+        if {"dense", "first"} & set(lists) and vector is None:
+            vector = self.encoder.encode([query])
+        for name in lists:
+            if name == "keyword":
+                ranked = self.store.keyword_search(keyword_terms(query), depth, where)
+            else:
+                ranked = self.store.dense_search(np.asarray(vector).reshape(1, -1), depth,
+                                                 where, first_only=name == "first")[0]
+            out[name] = self._hits(ranked, query)
+        return out
+
     def search_vectors(self, queries: np.ndarray, k: int = 10, *,
                        filter: dict | None = None) -> list[list[Hit]]:
         """Dense search with query vectors `(n, dimension)`: one list of hits per query."""
@@ -342,6 +363,26 @@ class Index:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def document_ranking(lists: dict[str, list[Hit]], k: int,
+                     weights: dict[str, float] | None = None,
+                     constant: float = RRF_CONSTANT) -> list[list[Hit]]:
+    """Documents ranked by fusing, over the lists, the rank at which each document first
+    appears (reciprocal rank). Each document comes with its passages the lists found, its
+    best first (by the passages' own fused rank): `[[best, *context], ...]`, best first."""
+    appearances = {name: list(dict.fromkeys(h.document_id for h in hits))
+                   for name, hits in lists.items()}
+    ranked = reciprocal_rank_fusion(appearances, k, weights, constant)
+    passage_rank = dict(reciprocal_rank_fusion(
+        {name: [h.passage_id for h in hits] for name, hits in lists.items()},
+        sum(len(hits) for hits in lists.values()), weights, constant))
+    by_document: dict[str, dict[int, Hit]] = {}
+    for hits in lists.values():
+        for hit in hits:
+            by_document.setdefault(hit.document_id, {}).setdefault(hit.passage_id, hit)
+    return [sorted(by_document[doc].values(), key=lambda h: -passage_rank[h.passage_id])
+            for doc, _ in ranked]
 
 
 def make_hit(row: PassageRow, score: float, query: str | None = None) -> Hit:

@@ -33,6 +33,10 @@ from .errors import IndexBusyError, IndexCorruptError, IndexNotFoundError, Index
 from .filters import ID_FIELD, All, Any, Condition, Filter, glob_to_regex
 from .store import (
     FOLDER,
+    LAST,
+    MIDDLE,
+    PARTIAL,
+    WHOLE,
     DocumentRecord,
     NewDocument,
     NewPassage,
@@ -322,14 +326,14 @@ class SQLiteStore(Store):
 
     def folder_documents(self, root: str) -> dict[str, StoredDocument]:
         rows = self._query(
-            "SELECT id, key, origin, path, content_hash, size, mtime, metadata FROM documents "
-            "WHERE root = ? AND origin = ?", [root, FOLDER])
+            "SELECT id, key, origin, path, content_hash, size, mtime, metadata, passages "
+            "FROM documents WHERE root = ? AND origin = ?", [root, FOLDER])
         return {r[3]: _stored(r) for r in rows}
 
     def stored_document(self, key: str) -> StoredDocument | None:
         rows = self._query(
-            "SELECT id, key, origin, path, content_hash, size, mtime, metadata FROM documents "
-            "WHERE key = ?", [key])
+            "SELECT id, key, origin, path, content_hash, size, mtime, metadata, passages "
+            "FROM documents WHERE key = ?", [key])
         return _stored(rows[0]) if rows else None
 
     def document(self, key: str) -> DocumentRecord | None:
@@ -346,17 +350,7 @@ class SQLiteStore(Store):
         rows = iter(np.ascontiguousarray(vectors, dtype=np.float32))
         with self._write():
             for doc in documents:
-                old = self.db.execute("SELECT id FROM documents WHERE key = ?",
-                                      [doc.key]).fetchone()
-                if old:
-                    self._delete([old[0]])
-                doc_id = self.db.execute(
-                    "INSERT INTO documents (key, origin, root, path, content_hash, size, "
-                    "mtime, passages, indexed_at, metadata, text) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [doc.key, doc.origin, doc.root, doc.path, doc.content_hash, doc.size,
-                     doc.mtime, len(doc.passages), time.time(), _dumps(doc.metadata),
-                     doc.text]).lastrowid
+                doc_id = self._document_row(doc)
                 self.db.conn.executemany(
                     'INSERT INTO passages (document_id, ordinal, start, "end", line_start, '
                     "line_end, tokens, text, vector, headings) "
@@ -365,6 +359,25 @@ class SQLiteStore(Store):
                       p.text, next(rows).tobytes(), _dumps(list(p.headings)))
                      for p in doc.passages])
             _bump_generation(self.db)
+
+    def _document_row(self, doc: NewDocument) -> int:
+        """The id of the row `doc`'s passages go under: a new row (replacing the stored
+        document) for WHOLE and FIRST, the existing one for MIDDLE and LAST."""
+        old = self.db.execute("SELECT id FROM documents WHERE key = ?", [doc.key]).fetchone()
+        if doc.part in (MIDDLE, LAST):
+            done = doc.content_hash if doc.part == LAST else PARTIAL + doc.content_hash
+            self.db.execute("UPDATE documents SET passages = passages + ?, content_hash = ?, "
+                            "indexed_at = ? WHERE id = ?",
+                            [len(doc.passages), done, time.time(), old[0]])
+            return old[0]
+        if old:
+            self._delete([old[0]])
+        digest = doc.content_hash if doc.part == WHOLE else PARTIAL + doc.content_hash
+        return self.db.execute(
+            "INSERT INTO documents (key, origin, root, path, content_hash, size, mtime, "
+            "passages, indexed_at, metadata, text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [doc.key, doc.origin, doc.root, doc.path, digest, doc.size, doc.mtime,
+             len(doc.passages), time.time(), _dumps(doc.metadata), doc.text]).lastrowid
 
     def update_document(self, doc_id: int, size: int, mtime: float, metadata: dict) -> None:
         with self._write():
@@ -440,15 +453,30 @@ class SQLiteStore(Store):
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     def dense_search(self, queries: np.ndarray, k: int, where: Filter | None = None,
-                     exact: bool = False) -> list[list[tuple[int, float]]]:
+                     exact: bool = False, first_only: bool = False,
+                     ) -> list[list[tuple[int, float]]]:
         self.refresh()
         subset = None if where is None else self.matching_passages(where)
+        if first_only:
+            first = self._first_passages()
+            subset = first if subset is None else np.intersect1d(subset, first,
+                                                                 assume_unique=True)
         if subset is not None and not len(subset):
             return [[] for _ in range(len(queries))]
         with self.lock:
             scores, ids = self._vectors.search(queries, k, subset, exact=exact)
         return [[(int(i), float(s)) for s, i in zip(srow, irow) if i >= 0]
                 for srow, irow in zip(scores, ids)]
+
+    def _first_passages(self) -> np.ndarray:
+        """Ids of every document's first passage, sorted; cached per generation."""
+        generation = self.generation()
+        cached = getattr(self, "_first", None)
+        if cached is None or cached[0] != generation:
+            rows = self._query("SELECT id FROM passages WHERE ordinal = 0 ORDER BY id")
+            cached = (generation, np.array([r[0] for r in rows], dtype=np.int64))
+            self._first = cached
+        return cached[1]
 
     def keyword_search(self, terms: list[tuple[str, ...]], k: int,
                        where: Filter | None = None) -> list[tuple[int, float]]:
@@ -727,7 +755,7 @@ def _check_closed_cleanly(folder: Path) -> None:
 
 def _stored(row) -> StoredDocument:
     return StoredDocument(row[0], row[1], row[2], row[3], row[4], row[5], row[6],
-                          json.loads(row[7]))
+                          json.loads(row[7]), row[8])
 
 
 def _passage(row) -> PassageRow:
