@@ -157,10 +157,16 @@ def evaluate(index, queries, runs: dict, depth: int = 100) -> dict[str, float]:
     passages, keyword passages, first passages; `depth` hits each) are fetched once; a run
     ranks files from them: `runs[name](lists) -> paths`."""
     scores: dict[str, list[float]] = {name: [] for name in runs}
+    scores.update({"DEFAULT: Index.search (hybrid, by documents)": [],
+                   "Index.search (hybrid, by passages)": []})
     for query, relevant in queries:
         lists = index.rankings(query, depth)
         for name, run in runs.items():
             scores[name].append(ndcg_at_10(distinct(run(lists)), relevant))
+        for name, group in (("DEFAULT: Index.search (hybrid, by documents)", "documents"),
+                            ("Index.search (hybrid, by passages)", "passages")):
+            hits = index.search(query, 10, group=group)
+            scores[name].append(ndcg_at_10(distinct([h.path for h in hits]), relevant))
     return {name: 100 * float(np.mean(values)) for name, values in scores.items()}
 
 
@@ -204,7 +210,7 @@ def mode_runs(rrf_values: list[float], depths=(20, 50, 100)) -> dict:
     def documents(names, constant, weights=None):
         def run(lists):
             ranked = document_ranking({n: lists[n] for n in names}, 100, weights, constant)
-            return [hits[0].path for hits in ranked]
+            return [hits[0].path for _, hits in ranked]
         return run
 
     runs = {"dense": lambda lists: [h.path for h in lists["dense"]],

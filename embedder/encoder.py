@@ -170,7 +170,7 @@ class Encoder:
 
     def encode(self, texts: Sequence[str], *, pooling: str | None = None,
                normalize: bool | None = None, batch_size: int = 64,
-               max_batch_tokens: int = MAX_BATCH_TOKENS) -> np.ndarray:
+               max_batch_tokens: int = MAX_BATCH_TOKENS, on_batch=None) -> np.ndarray:
         """Embed texts.
 
         Args:
@@ -186,6 +186,8 @@ class Encoder:
                 CPU for every backend when all were padded (bench/embed.py --budgets):
                 larger batches of long texts fall out of cache. Padded passes are split
                 further where padding would cost more than another pass (`plan_batches`).
+            on_batch: called with the number of texts embedded after each forward pass
+                (progress bars).
 
         Returns:
             float32 array `(len(texts), dimension)` in the input order.
@@ -194,7 +196,8 @@ class Encoder:
             TruncationWarning: when any text exceeded `max_seq_length` tokens.
         """
         result = self.encode_detailed(texts, pooling=pooling, normalize=normalize,
-                                      batch_size=batch_size, max_batch_tokens=max_batch_tokens)
+                                      batch_size=batch_size, max_batch_tokens=max_batch_tokens,
+                                      on_batch=on_batch)
         if result.truncated:
             warnings.warn(
                 f"{len(result.truncated)} of {len(result.token_counts)} texts were longer than "
@@ -206,16 +209,16 @@ class Encoder:
 
     def encode_detailed(self, texts: Sequence[str], *, pooling: str | None = None,
                         normalize: bool | None = None, batch_size: int = 64,
-                        max_batch_tokens: int = MAX_BATCH_TOKENS) -> Encoded:
+                        max_batch_tokens: int = MAX_BATCH_TOKENS, on_batch=None) -> Encoded:
         """Like `encode`, but also returns token counts and which texts were truncated."""
-        return self.encode_token_ids(self.tokenize(texts), pooling=pooling,
+        return self.encode_token_ids(self.tokenize(_check_not_blank(texts)), pooling=pooling,
                                      normalize=normalize, batch_size=batch_size,
-                                     max_batch_tokens=max_batch_tokens)
+                                     max_batch_tokens=max_batch_tokens, on_batch=on_batch)
 
     def encode_token_ids(self, token_ids: Sequence[Sequence[int]], *,
                          pooling: str | None = None, normalize: bool | None = None,
-                         batch_size: int = 64,
-                         max_batch_tokens: int = MAX_BATCH_TOKENS) -> Encoded:
+                         batch_size: int = 64, max_batch_tokens: int = MAX_BATCH_TOKENS,
+                         on_batch=None) -> Encoded:
         """Embed texts given as token ids of this model's vocabulary, without `[CLS]` and
         `[SEP]` (they are added; ids that already begin with `[CLS]` and end with `[SEP]`
         are taken as they are).
@@ -236,6 +239,8 @@ class Encoder:
             inputs = [pack_inputs(token_ids[i], None, self.special, self.max_seq_length)
                       for i in batch]
             out[batch] = self._forward(inputs, pooling, normalize)
+            if on_batch is not None:
+                on_batch(len(batch))
         truncated = [i for i, n in enumerate(counts) if n > self.max_seq_length]
         return Encoded(out, counts, truncated)
 
@@ -273,14 +278,26 @@ class Encoder:
                 vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
         return vectors.float().cpu().numpy()
 
-    # -- RAG-framework-friendly names -----------------------------------------------------
+    # -- RAG frameworks ------------------------------------------------------------------
+
+    def as_langchain(self):
+        """This encoder as a LangChain `Embeddings` (needs `bertsearch[langchain]`)."""
+        from .frameworks import langchain_embeddings
+
+        return langchain_embeddings(self)
+
+    def as_llama_index(self):
+        """This encoder as a LlamaIndex `BaseEmbedding` (needs `bertsearch[llamaindex]`)."""
+        from .frameworks import llama_index_embedding
+
+        return llama_index_embedding(self)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        """Embed documents for a vector store (LangChain / LlamaIndex method name)."""
-        return self.encode(list(texts)).tolist()
+        """Embed documents as lists of floats (what vector stores take)."""
+        return self.encode(list(texts)).tolist() if texts else []
 
     def embed_query(self, text: str) -> list[float]:
-        """Embed one query (LangChain / LlamaIndex method name)."""
+        """Embed one query as a list of floats."""
         if not isinstance(text, str):
             raise InvalidInputError(f"embed_query takes one string; got {type(text).__name__}.")
         return self.encode([text])[0].tolist()
@@ -343,5 +360,20 @@ def _check_texts(texts) -> list[str]:
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise InvalidInputError(f"Text {i} is a {type(text).__name__}, not a string.")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidInputError(f"Text {i} has an unpaired surrogate at position "
+                                    f"{exc.start}; pass valid Unicode text.") from None
+    return texts
+
+
+def _check_not_blank(texts) -> list[str]:
+    """One rule with the CLI and HTTP: an empty or whitespace-only text is refused."""
+    texts = _check_texts(texts)
+    for i, text in enumerate(texts):
+        if not text.strip():
+            raise InvalidInputError(f"Text {i} is empty (or only whitespace): there is nothing "
+                                    f"to embed.")
     return texts
 

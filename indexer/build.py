@@ -88,7 +88,33 @@ class SyncReport:
                 f"in {self.seconds:.1f}s")
 
 
-ProgressCallback = Callable[[int, int, int], None]  # (files done, files total, passages)
+@dataclass
+class Progress:
+    """Where a sync stands, for progress bars and log lines. Only files that need reading
+    count in the byte totals (an unchanged file costs a stat), so the rate and the time
+    left follow the work that remains."""
+
+    files_done: int = 0
+    files_total: int = 0
+    bytes_done: int = 0  # of the files to read, those embedded (or found unusable)
+    bytes_total: int = 0
+    passages: int = 0  # embedded so far in this run
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def passages_per_second(self) -> float:
+        return self.passages / max(time.monotonic() - self.started, 1e-9)
+
+    @property
+    def seconds_left(self) -> float | None:
+        """From the bytes embedded so far; None until there is a rate to go by."""
+        elapsed = time.monotonic() - self.started
+        if not self.bytes_done or elapsed < 1:
+            return None
+        return (self.bytes_total - self.bytes_done) * elapsed / self.bytes_done
+
+
+ProgressCallback = Callable[[Progress], None]
 
 
 def build_index(folder: str | Path, index: str | Path, encoder: TextEncoder, *,
@@ -112,7 +138,7 @@ def build_index(folder: str | Path, index: str | Path, encoder: TextEncoder, *,
         max_file_bytes: larger files are skipped and reported.
         batch_passages: passages embedded and committed together.
         wait: wait for another writer of this index to finish instead of failing.
-        progress: called as work goes with (files done, files total, passages written).
+        progress: called with a `Progress` after each file and each encoder batch.
 
     Raises:
         FolderNotFoundError: `folder` is not a folder.
@@ -120,10 +146,7 @@ def build_index(folder: str | Path, index: str | Path, encoder: TextEncoder, *,
         IndexBusyError: another writer holds the index and `wait` is False.
     """
     started = time.perf_counter()
-    root = Path(folder).expanduser()
-    if not root.is_dir():
-        raise FolderNotFoundError(f"Folder '{folder}' does not exist or is not a folder.")
-    root = root.resolve()
+    root = check_folder(folder)
     chunk.validate(encoder.max_seq_length)
     choose_kind(index_type, 0)  # validates the name before any work
     if context not in RECIPES:
@@ -164,6 +187,18 @@ def record_sync(store: Store, report: SyncReport) -> None:
                     for f in report.skipped[:MAX_RECORDED_SKIPS]],
         "skipped_total": len(report.skipped)}
     store.save_settings({"syncs": syncs})
+
+
+def check_folder(folder: str | Path) -> Path:
+    """The folder to index, resolved.
+
+    Raises:
+        FolderNotFoundError: it does not exist or is not a folder.
+    """
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise FolderNotFoundError(f"Folder '{folder}' does not exist or is not a folder.")
+    return root.resolve()
 
 
 def _prepare_settings(store: Store, wanted: IndexSettings, rebuild: bool,
@@ -258,6 +293,9 @@ class _Sync:
         self.pending: list[tuple[NewDocument, bool]] = []  # (document or part, stored before)
         self.pending_passages = 0
         self.reembed = report.recipe_change is not None
+        self.credited: dict[str, int] = {}  # bytes of a long document counted as done
+        self.progress = Progress()
+        self.on_progress: ProgressCallback = lambda state: None
 
     def run(self, include, exclude, max_file_bytes, progress) -> None:
         found, skipped = walk_folder(self.root, include, exclude, max_file_bytes)
@@ -267,23 +305,29 @@ class _Sync:
         gone = [doc.id for path, doc in known.items() if path not in present]
         self.report.passages_removed += self.store.delete_documents(gone)
         self.report.removed += len(gone)
+        self.progress = Progress(files_total=len(found), bytes_total=sum(
+            f.size for f in found if not self._unchanged(f, known.get(f.relpath))))
+        self.on_progress = progress or (lambda state: None)
         # Reading, hashing and chunking (tokenising) run ahead on a worker thread, so the
         # model never waits for them; all writes stay on this thread.
         prepared = prefetch((self._prepare(f, known.get(f.relpath)) for f in found), depth=64,
                             cost=lambda item: len(item.text), budget=PREFETCH_CHARS)
-        for done, item in enumerate(prepared, 1):
+        for item in prepared:
             self._apply(item)
             if self.pending_passages >= self.batch_passages:
                 self.flush()
-            if progress:
-                progress(done, len(found), self.report.passages_written + self.pending_passages)
+            self.progress.files_done += 1
+            self.on_progress(self.progress)
         self.flush()
-        if progress:
-            progress(len(found), len(found), self.report.passages_written)
+        self.on_progress(self.progress)
+
+    def _unchanged(self, file: FoundFile, stored: StoredDocument | None) -> bool:
+        """Whether the file's stat says it is as stored (so it is not even read)."""
+        return bool(stored) and not self.reembed and stored.size == file.size and \
+            stored.mtime == file.mtime and not stored.content_hash.startswith(PARTIAL)
 
     def _prepare(self, file: FoundFile, stored: StoredDocument | None) -> _Prepared:
-        if stored and not self.reembed and stored.size == file.size and \
-                stored.mtime == file.mtime and not stored.content_hash.startswith(PARTIAL):
+        if self._unchanged(file, stored):
             return _Prepared(file, stored, "unchanged")
         try:
             data = read_bytes(file.path)
@@ -311,8 +355,10 @@ class _Sync:
                                        item.metadata)
             report.unchanged += 1
             report.metadata_updated += stored.metadata != item.metadata
+            self.progress.bytes_done += item.file.size
         elif item.action == "skip":
             report.skipped.append(item.skipped)
+            self.progress.bytes_done += item.file.size
             if stored:  # it was indexed before; its old passages are stale now
                 report.passages_removed += self.store.delete_documents([stored.id])
                 report.removed += 1
@@ -350,14 +396,33 @@ class _Sync:
             return
         documents = [d for d, _ in self.pending]
         passages = [p for d in documents for p in d.passages]
+
+        def embedded(count: int) -> None:
+            self.progress.passages += count
+            self.on_progress(self.progress)
+
         vectors = self.encoder.encode(embedding_inputs(passages, self.encoder,
-                                                       self.settings.context))
+                                                       self.settings.context),
+                                      on_batch=embedded)
         self.store.write_documents(documents, vectors)
+        for document in documents:
+            self._credit_bytes(document)
         finished = [c for d, c in self.pending if d.part in (WHOLE, LAST)]
         self.report.passages_written += len(passages)
         self.report.changed += sum(finished)
         self.report.added += len(finished) - sum(finished)
         self.pending, self.pending_passages = [], 0
+
+    def _credit_bytes(self, document: NewDocument) -> None:
+        """Count a written document's bytes as done: all of them for a whole document or a
+        last part, the share of the text its passages reach for an earlier part."""
+        credited = self.credited.pop(document.key, 0)
+        if document.part in (WHOLE, LAST) or not document.passages or not document.text:
+            done = document.size
+        else:
+            done = document.size * document.passages[-1].end // len(document.text)
+            self.credited[document.key] = done
+        self.progress.bytes_done += max(0, done - credited)
 
     def reembed_api_documents(self) -> None:
         """After a recipe change, the documents API's documents are re-embedded too, from

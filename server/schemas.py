@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from indexer.limits import DEFAULT_MODE, MAX_K, MAX_QUERY_CHARS, MODES
+from indexer.limits import DEFAULT_GROUP, DEFAULT_MODE, GROUPS, MAX_K, MAX_QUERY_CHARS, MODES
 
 MAX_INPUTS = 256  # texts per request
 MAX_INPUT_CHARS = 20_000  # characters per text to embed
@@ -40,7 +40,7 @@ def not_blank(text: str) -> str:
 Query = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS),
                   AfterValidator(valid_unicode), AfterValidator(not_blank)]
 InputText = Annotated[str, Field(min_length=1, max_length=MAX_INPUT_CHARS),
-                      AfterValidator(valid_unicode)]
+                      AfterValidator(valid_unicode), AfterValidator(not_blank)]
 Texts = Annotated[list[InputText], Field(min_length=1, max_length=MAX_INPUTS)]
 TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=512)]
 
@@ -56,6 +56,9 @@ class SearchRequest(Strict):
     k: int = Field(10, ge=1, le=MAX_K)
     mode: Literal[MODES] | None = Field(  # type: ignore[valid-type]
         None, description=f"hybrid, dense or keyword; default {DEFAULT_MODE}.")
+    group: Literal[GROUPS] | None = Field(  # type: ignore[valid-type]
+        None, description=f"documents (one hit per document, its other passages that ranked "
+                          f"as `context`) or passages; default {DEFAULT_GROUP}.")
     filter: dict | None = Field(
         None, description='Metadata filter, e.g. {"path": {"$glob": "api/*.md"}, '
                           '"year": {"$gte": 2020}}; operators $eq $ne $gt $gte $lt $lte $in '
@@ -123,6 +126,9 @@ class HitOut(BaseModel):
     highlights: list[tuple[int, int]] = Field(
         default_factory=list, description="[start, end) character spans of the query's words "
                                           "in `text`.")
+    context: list[HitOut] = Field(
+        default_factory=list, description="Grouped by document: the document's other passages "
+                                          "that ranked, best first.")
 
 
 class ChainOut(BaseModel):
@@ -141,6 +147,7 @@ class OrderOut(BaseModel):
 class SearchResponse(BaseModel):
     query: str
     mode: str
+    group: str
     hits: list[HitOut]
     took_ms: float
     coherence: ChainOut | None = None

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from indexer.filters import parse_filter
-from indexer.index import check_mode
+from indexer.index import check_group, check_mode
 
 from .coherence import read_coherence
 from .dependencies import ERRORS, ServicesDep
@@ -25,17 +25,15 @@ def build_search_router() -> APIRouter:
         keywords (BM25) or both fused (hybrid), optionally narrowed by a metadata filter."""
         started = time.perf_counter()
         index = services.require_index()
-        mode = check_mode(body.mode)
+        mode, group = check_mode(body.mode), check_group(body.group)
         parse_filter(body.filter)  # a bad filter is a 422 before any work
         vector = None
         if mode != "keyword":
             vector = (await services.batcher.embed([body.query])).embeddings
         hits = await run_in_threadpool(lambda: index.search(
-            body.query, body.k, filter=body.filter, mode=mode, vector=vector))
-        response = SearchResponse(
-            query=body.query, mode=mode, took_ms=0.0,
-            hits=[HitOut(**{**h.to_dict(), "text": h.text if body.include_text else None})
-                  for h in hits])
+            body.query, body.k, filter=body.filter, mode=mode, group=group, vector=vector))
+        response = SearchResponse(query=body.query, mode=mode, group=group, took_ms=0.0,
+                                  hits=[_hit_out(h, body.include_text) for h in hits])
         if body.coherence and len(hits) >= 2:
             chain, order = await read_coherence(services, [h.text for h in hits])
             response.coherence, response.reading_order = chain, order
@@ -43,3 +41,12 @@ def build_search_router() -> APIRouter:
         return response
 
     return router
+
+
+def _hit_out(hit, include_text: bool) -> HitOut:
+    data = hit.to_dict()
+    if not include_text:
+        data["text"] = None
+        for context in data["context"]:
+            context["text"] = None
+    return HitOut(**data)
