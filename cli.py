@@ -163,6 +163,13 @@ def index(folder, index_dir, model, include, exclude, rebuild, chunk_tokens, ove
                 ray=ray_address, ray_actors=ray_actors, ray_gpus_per_actor=ray_gpus_per_actor)
     except KeyboardInterrupt:
         raise click.ClickException(_interrupted(progress.state, batch_size or 256)) from None
+    if getattr(encoder, "backend_name", "") == "torch" and encoder.device == "cpu":
+        from embedder.backends import onnx_cached
+
+        if not onnx_cached("onnx", encoder.fingerprint) and not quiet:
+            click.echo("Building the fast path for single queries (an ONNX export of the "
+                       "model, once; cached)...", err=True)
+        encoder.fast_small_calls(export=True)
     if report.recipe_change:
         old, new = report.recipe_change
         click.echo(f"The passage recipe changed ({old} -> {new}): every document was "

@@ -9,9 +9,9 @@ default with Ray, so the actors' start-up is paid rarely) becomes a dataset whos
 backend and pooling the index records, on a CPU or a GPU. Vectors come back in order and are
 written by the driver; a crashed run keeps every window written, and a re-run carries on.
 
-An actor that dies is restarted and its batch retried (up to `RETRIES` times); past that
-the run stops with a clear message. Ray is an optional extra (`bertsearch[ray]`) imported
-only here.
+An actor that dies is restarted and its batch retried (Ray Data's own fault tolerance); a
+job that fails for good stops the run with a clear message, and Ctrl-C stops it. Ray is an
+optional extra (`bertsearch[ray]`) imported only here.
 """
 
 from __future__ import annotations
@@ -26,10 +26,9 @@ from embedder.frameworks import require
 
 from .errors import IndexerError
 
-RETRIES = 3  # restarts of a dead actor, and retries of its batch
 ACTOR_BATCH = 64  # texts per actor call
 DEFAULT_WINDOW = 16_384  # passages per Ray job: actors start once per window
-FAIL_AFTER_ENV = "BERTSEARCH_RAY_FAIL_AFTER"  # test hook: an actor dies after N batches
+FAIL_AFTER_ENV = "BERTSEARCH_RAY_FAIL_AFTER"  # test hook: an actor dies after N batches, once
 
 
 class RayError(IndexerError):
@@ -59,11 +58,12 @@ class EmbedActor:
         self.encoder = Encoder.load(model, backend=backend, pooling=pooling,
                                     max_seq_length=max_seq_length, device=device)
         self.batches = 0
-        self.fail_after = int(os.environ.get(FAIL_AFTER_ENV, "0") or 0)
+        hook = os.environ.get(FAIL_AFTER_ENV)
+        self.fail_after = int(hook) if hook else None
 
     def __call__(self, batch: dict) -> dict:
         self.batches += 1
-        if self.fail_after and self.batches > self.fail_after:
+        if self.fail_after is not None and self.batches > self.fail_after:
             marker = os.environ.get(FAIL_AFTER_ENV + "_MARKER")
             if marker and not os.path.exists(marker):  # die once, as a crash would
                 open(marker, "w").close()
@@ -77,9 +77,15 @@ class RayEncoder:
     local encoder (the driver cuts passages); `encode` runs a Ray Data job."""
 
     def __init__(self, local, settings: RaySettings):
+        import logging
+
         self.local = local
         self.settings = settings
         self.ray = connect(settings.address, settings.actors, settings.cpus_per_actor)
+        data = require("ray.data", "ray")
+        data.DataContext.get_current().enable_progress_bars = False  # ours shows progress
+        for name in ("ray.data", "ray"):
+            logging.getLogger(name).setLevel(logging.ERROR)
 
     def __getattr__(self, name):  # name, source, pooling, dimension, token_spans, ...
         return getattr(self.local, name)
@@ -98,8 +104,7 @@ class RayEncoder:
                 "threads": max(1, int(settings.cpus_per_actor)),
                 "device": "cuda" if settings.gpus_per_actor else "cpu"},
             compute=data.ActorPoolStrategy(size=settings.actors),
-            num_cpus=settings.cpus_per_actor, num_gpus=settings.gpus_per_actor or None,
-            max_restarts=RETRIES, max_task_retries=RETRIES)
+            num_cpus=settings.cpus_per_actor, num_gpus=settings.gpus_per_actor or None)
         out = np.zeros((len(texts), local.dimension), dtype=np.float32)
         try:
             for batch in embedded.iter_batches(batch_size=None, batch_format="numpy"):
@@ -109,7 +114,7 @@ class RayEncoder:
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # Ray's own errors: the job failed for good
-            raise RayError(f"The Ray embedding job failed after {RETRIES} retries "
+            raise RayError(f"The Ray embedding job failed "
                            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
                            f"What was written is kept; run the same command again to "
                            f"continue.") from None

@@ -62,13 +62,13 @@ def test_a_ray_built_index_equals_the_in_process_one(cluster, corpus, tmp_path, 
 
 def test_an_actor_that_dies_mid_run_leaves_a_consistent_index(cluster, corpus, tmp_path,
                                                                encoder, monkeypatch):
-    """The test hook makes an actor exit after two batches of 64, once: Ray restarts it and
+    """The test hook makes the actor exit at its first batch, once: Ray restarts it and
     retries, or the run stops with a clear error; either way the index is consistent and a
     re-run completes it."""
     from indexer.distributed import FAIL_AFTER_ENV, RayError
 
     ray.shutdown()  # workers inherit the hook from the environment Ray starts with
-    monkeypatch.setenv(FAIL_AFTER_ENV, "2")
+    monkeypatch.setenv(FAIL_AFTER_ENV, "0")
     monkeypatch.setenv(FAIL_AFTER_ENV + "_MARKER", str(tmp_path / "died"))
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     try:
