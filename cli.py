@@ -383,7 +383,8 @@ def documents_delete(doc_id, index_dir):
               help="Seconds a client has to send a request's headers, and again its body.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
-@click.option("--no-access-log", is_flag=True, help="No JSON line per request on stderr.")
+@click.option("--no-access-log", is_flag=True,
+              help="No JSON line per request on stderr (also off at --log-level warning+).")
 def serve(index_dir, host, port, model, api_key, coherence_model, classifier, backend,
           strict_model_names, read_timeout, log_level, no_access_log):
     """Serve search, embeddings and coherence over HTTP (OpenAPI docs at /docs).
