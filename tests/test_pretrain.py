@@ -92,9 +92,9 @@ def test_evaluation_on_held_out_documents(tmp_path):
     folder.mkdir()
     held_out, d = 0, 0
     while held_out < 3 or d < 40:  # ~2 % of documents are held out, by a hash of the path
-        path = folder / f"d{d}.txt"
+        path = folder / f"d{d}.txt"  # within the corpus folder: its key is "corpus/d{d}.txt"
         path.write_text(" ".join(f"Sentence {i} of doc {d}." for i in range(12)))
-        held_out += Document(str(path), []).held_out
+        held_out += Document(str(path), [], key=f"corpus/d{d}.txt").held_out
         d += 1
     seen = []
     pretrain(config(folder, tmp_path / "out", steps=4, eval_every=2, eval_pairs=16),
