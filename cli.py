@@ -189,14 +189,14 @@ def query(text, index_dir, k, mode, where, path_glob, filter_json, as_json, with
         hits = index.search(text, k, filter=spec, mode=mode)
     chain = order = None
     if with_coherence and len(hits) >= 2:
-        from indexer.coherence import coherence_scorer_for
+        from indexer.coherence import coherence_scorer_for, read_hits
 
-        chain, order = coherence_scorer_for(index_dir).read([h.text for h in hits])
+        chain, order = read_hits(coherence_scorer_for(index_dir), hits)
     if as_json:
         payload = [h.to_dict() for h in hits]
         if with_coherence:
-            payload = {"hits": payload, "coherence": chain and chain.__dict__,
-                       "reading_order": order and order.__dict__}
+            payload = {"hits": payload, "coherence": chain and chain.to_dict(),
+                       "reading_order": order and order.to_dict()}
         click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
         return
     if not hits:
@@ -207,13 +207,20 @@ def query(text, index_dir, k, mode, where, path_glob, filter_json, as_json, with
                    + (f"  ({' > '.join(hit.headings)})" if hit.headings else ""))
         click.echo(f"    {_snippet(hit)}")
     if chain:
-        click.echo(f"\nCoherence of consecutive hits (P(next)): "
-                   f"{' '.join(f'{s:.2f}' for s in chain.pair_scores)}")
+        click.echo(f"\nCoherence of consecutive hits (P(next); d = known from the document): "
+                   f"{_links_text(chain.links)}")
         click.echo(f"  mean {chain.mean:.2f}; weakest link {chain.weakest_link + 1}->"
                    f"{chain.weakest_link + 2} ({chain.weakest_score:.2f})")
     if order:
         click.echo(f"Suggested reading order: {', '.join(str(i + 1) for i in order.order)} "
-                   f"(mean P(next) {order.mean:.2f})")
+                   f"(one file's hits in its order, files by P(next); links "
+                   f"{_links_text(order.links)})")
+
+
+def _links_text(links) -> str:
+    """Link scores, those known from the document marked `d`: '0.62 1.00d 0.31'."""
+    return " ".join(f"{link.score:.2f}{'d' if link.kind == 'document' else ''}"
+                    for link in links) or "-"
 
 
 @main.group()
@@ -482,8 +489,8 @@ def coherence_score(texts, path, model, index_dir, as_json):
         raise click.ClickException("Give at least two passages (as arguments or --file).")
     chain, order = coherence_scorer_for(index_dir, model).read(passages)
     if as_json:
-        click.echo(json.dumps({"coherence": chain.__dict__,
-                               "reading_order": order and order.__dict__}, indent=2))
+        click.echo(json.dumps({"coherence": chain.to_dict(),
+                               "reading_order": order and order.to_dict()}, indent=2))
         return
     for i, score in enumerate(chain.pair_scores):
         click.echo(f"{i + 1} -> {i + 2}: P(next) = {score:.3f}")

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from embedder.errors import InvalidInputError
+from indexer.coherence import read_hits
 from indexer.filters import parse_filter
 from indexer.index import check_mode
 
@@ -74,7 +75,7 @@ def build_router(settings: ServerSettings) -> APIRouter:
             hits=[HitOut(**{**h.to_dict(), "text": h.text if body.include_text else None})
                   for h in hits])
         if body.coherence and len(hits) >= 2:
-            chain, order = await _coherence(services, [h.text for h in hits])
+            chain, order = await _coherence(services, hits=hits)
             response.coherence, response.reading_order = chain, order
         response.took_ms = (time.perf_counter() - started) * 1000
         return response
@@ -143,7 +144,7 @@ def build_router(settings: ServerSettings) -> APIRouter:
     async def coherence(body: CoherenceRequest, services: ServicesDep):
         """P(next) for each consecutive pair of passages (NSP), the chain's mean and weakest
         link, and the most plausible reading order."""
-        chain, order = await _coherence(services, body.passages)
+        chain, order = await _coherence(services, passages=body.passages)
         return CoherenceResponse(chain=chain, reading_order=order)
 
     @router.post("/classify", response_model=ClassifyResponse, tags=["classify"])
@@ -185,14 +186,16 @@ def build_router(settings: ServerSettings) -> APIRouter:
     return router
 
 
-async def _coherence(services: Services, passages: list[str],
-                     ) -> tuple[ChainOut, OrderOut | None]:
+async def _coherence(services: Services, *, passages: list[str] | None = None,
+                     hits: list | None = None) -> tuple[ChainOut, OrderOut | None]:
+    """The chain and reading order of plain passages, or of search hits (whose documents
+    and positions order them before NSP does)."""
     scorer = await run_in_threadpool(services.coherence)
-    chain, order = await run_in_threadpool(scorer.read, passages)
-    return (ChainOut(pair_scores=chain.pair_scores, mean=chain.mean,
-                     weakest_link=chain.weakest_link, weakest_score=chain.weakest_score),
-            order and OrderOut(order=order.order, pair_scores=order.pair_scores,
-                               mean=order.mean))
+    if hits is not None:
+        chain, order = await run_in_threadpool(read_hits, scorer, hits)
+    else:
+        chain, order = await run_in_threadpool(scorer.read, passages)
+    return ChainOut(**chain.to_dict()), order and OrderOut(**order.to_dict())
 
 
 def _encode_vector(vector: np.ndarray, encoding_format: str) -> list[float] | str:
