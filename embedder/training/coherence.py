@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from ..coherence import (
     DELTA_FILE,
     INFO_FILE,
@@ -29,8 +31,9 @@ from ..coherence import (
     read_nsp_model,
 )
 from ..errors import InvalidInputError, ModelLoadError
-from ..inputs import truncate_for_continuation
+from ..inputs import pack_inputs, truncate_for_continuation
 from ..models import resolve_model_path, weights_fingerprint
+from ..packed import can_pack
 from .loop import (
     adamw_with_schedule,
     autocast,
@@ -40,8 +43,8 @@ from .loop import (
     set_trainable,
 )
 from .lora import factorize
-from .objectives import pretraining_loss
-from .pairs import NspPair
+from .objectives import packed_nsp_loss, pretraining_loss
+from .pairs import NspPair, hf_next_sentence_label
 
 
 @dataclass
@@ -57,7 +60,7 @@ class CoherenceTrainingResult:
 def train_coherence(train: Sequence[TextPair], held_out: Sequence[TextPair],
                     out: str | Path, *, base: str | Path | None = None, steps: int = 200,
                     batch_size: int = 16, lr: float = 5e-5, layers: Sequence[int] = (4, 5),
-                    seed: int = 0, device: str | None = None,
+                    seed: int = 0, device: str | None = None, packed: bool = True,
                     progress: Callable[[int, int, float], None] | None = None,
                     ) -> CoherenceTrainingResult:
     """Fine-tune a coherence model on labelled pairs and save it to `out`.
@@ -68,6 +71,8 @@ def train_coherence(train: Sequence[TextPair], held_out: Sequence[TextPair],
         base: the model to start from: None for the packaged default, or a delta folder.
         steps, batch_size, lr: the optimisation.
         layers: the encoder layers trained (with the pooler and the NSP head).
+        packed: train on pairs packed end to end without padding (as inference runs),
+            when the model is a plain BERT; False: padded batches.
         progress: called with (step, steps, loss) after each step.
 
     Raises:
@@ -99,11 +104,8 @@ def train_coherence(train: Sequence[TextPair], held_out: Sequence[TextPair],
             rng.shuffle(fresh)
             order.extend(fresh)
         chunk, order = order[:batch_size], order[batch_size:]
-        batch = collate_pairs([examples[i] for i in chunk], scorer.special, scorer.max_length)
-        batch.pop("special_mask")
-        batch = {k: v.to(scorer.device) for k, v in batch.items()}
         with autocast(scorer.device):
-            loss, _ = pretraining_loss(model, batch, mlm=False)
+            loss = _nsp_loss(scorer, [examples[i] for i in chunk], packed)
         loss.backward()
         optimizer_step(model, optimizer, scheduler)
         if progress:
@@ -118,6 +120,20 @@ def train_coherence(train: Sequence[TextPair], held_out: Sequence[TextPair],
                       "held_out_accuracy_before": before, "held_out_accuracy_after": after})
     return CoherenceTrainingResult(Path(out), before, after, len(train), len(held_out),
                                    time.perf_counter() - started)
+
+
+def _nsp_loss(scorer: CoherenceScorer, pairs: list[NspPair], packed: bool):
+    """The NSP loss of one batch: packed without padding for a plain BERT, else padded."""
+    model = scorer.model
+    if packed and can_pack(model.bert):
+        inputs = [pack_inputs(p.ids_a, p.ids_b, scorer.special, scorer.max_length)
+                  for p in pairs]
+        labels = torch.tensor([hf_next_sentence_label(p.is_next) for p in pairs])
+        return packed_nsp_loss(model, inputs, labels, scorer.device)[0]
+    batch = collate_pairs(pairs, scorer.special, scorer.max_length)
+    batch.pop("special_mask")
+    batch = {k: v.to(scorer.device) for k, v in batch.items()}
+    return pretraining_loss(model, batch, mlm=False)[0]
 
 
 def _tokenized(scorer: CoherenceScorer, pairs: Sequence[TextPair]) -> list[NspPair]:

@@ -50,8 +50,10 @@ def held_out_key(key: str) -> bool:
 
 def document_key(root: Path, file: Path, part: int) -> str:
     """A document's location-independent name: the corpus folder's name and the file's path
-    in it (a file given alone: its name), with "#part" for a piece of a long file."""
-    name = f"{root.name}/{file.relative_to(root).as_posix()}" if root.is_dir() else file.name
+    in it, with "#part" for a piece of a long file. A file given alone is named by its own
+    folder and name, as when its folder is the corpus ("prose/mobydick.txt#3" either way)."""
+    root = root if root.is_dir() else file.parent
+    name = f"{root.name}/{file.relative_to(root).as_posix()}"
     return name if part == 0 else f"{name}#{part}"
 
 

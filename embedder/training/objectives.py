@@ -40,3 +40,28 @@ def pretraining_loss(model, batch: dict, mlm: bool = True) -> tuple[torch.Tensor
     stats.update(mlm_loss=mlm_loss.item(), mlm_total=len(targets),
                  mlm_correct=(logits.argmax(-1) == targets).sum().item())
     return mlm_loss + nsp_loss, stats
+
+
+def packed_nsp_loss(model, inputs: list, labels: torch.Tensor, device: str = "cpu",
+                    ) -> tuple[torch.Tensor, dict]:
+    """The NSP loss of a `BertForPreTraining` over pair inputs packed end to end, without
+    padding (`embedder.packed`): the linear layers run on real tokens only, as inference
+    does. Dropout follows `model.training`. Equal to `pretraining_loss(..., mlm=False)` on
+    the padded batch, up to float rounding (tests/test_packed_training.py).
+
+    Args:
+        inputs: `PairInputs` of each pair (unpadded), in any order.
+        labels: Hugging Face NSP labels (0 = B follows A), one per input.
+    """
+    from ..packed import PackedBatch, packed_hidden_states, pool_packed
+
+    order = sorted(range(len(inputs)), key=lambda i: -len(inputs[i]))  # groups by length
+    batch = PackedBatch.of([inputs[i] for i in order], device)
+    hidden = packed_hidden_states(model.bert, batch, dropout=model.training)  # (tokens, h)
+    pooler = model.bert.pooler
+    pooled = pooler.activation(pooler.dense(pool_packed(hidden, batch, "cls")))  # (batch, h)
+    logits = model.cls.seq_relationship(pooled)  # (batch, 2), in packed order
+    targets = labels[torch.tensor(order)].to(logits.device)
+    loss = F.cross_entropy(logits.float(), targets)
+    return loss, {"nsp_loss": loss.item(), "nsp_total": len(targets),
+                  "nsp_correct": (logits.argmax(-1) == targets).sum().item()}

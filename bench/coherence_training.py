@@ -1,0 +1,124 @@
+"""Coherence training on CPU: packed vs padded step time, and how far
+`bertsearch coherence train --index` adapts the model to one corpus in 10 CPU minutes.
+
+    python bench/coherence_training.py [--source cmake-docs] [--minutes 10]
+        [--speed-steps 10] [--work /tmp/coherence-training]
+
+1. Indexes a source the packaged model never trained on (default: the CMake manual, a
+   `train` source of embedder/training/sources.py; run scripts/coherence_sources.py first)
+   with the default chunking, and builds its training pairs as `coherence train` does
+   (10 % of documents held out).
+2. Times training steps (batch 16, the CLI's default) on the same pairs, padded and packed,
+   alternating rounds; reports seconds per step and the share of padding in the batches.
+3. Trains packed for the steps that fit `--minutes` (from the timing), exactly as the CLI
+   does, and reports held-out accuracy (P(next) >= 0.5) and ROC-AUC per kind of negative
+   before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+from common import REPO, print_table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", default="cmake-docs")
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--speed-steps", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--work", default="/tmp/coherence-training")
+    args = parser.parse_args()
+
+    from embedder import Encoder
+    from embedder.coherence import CoherenceScorer
+    from embedder.training.coherence import train_coherence
+    from embedder.training.sources import BY_NAME, default_roots, source_path
+    from indexer import build_index
+    from indexer.coherence import coherence_training_set
+
+    work = Path(args.work)
+    index = work / f"index-{args.source}"
+    corpus = source_path(BY_NAME[args.source], default_roots(REPO))
+    started = time.perf_counter()
+    report = build_index(corpus, index, Encoder.load("default", device="cpu"))
+    print(f"index of {args.source}: {report.summary()} ({time.perf_counter() - started:.0f}s)")
+    data = coherence_training_set(index)
+    print(f"pairs: {len(data.train)} training, {len(data.held_out)} held out")
+
+    scorer = CoherenceScorer.load(device="cpu")
+    print(f"padding in batches of {args.batch_size}: "
+          f"{padding_share(scorer, data.train, args.batch_size):.1%} of padded positions")
+    timings = {"padded": [], "packed": []}
+    for _ in range(args.rounds):
+        for mode in ("padded", "packed"):
+            stamps: list[float] = []
+            train_coherence(data.train, data.held_out[:4], work / "speed",
+                            steps=args.speed_steps, batch_size=args.batch_size,
+                            packed=mode == "packed",
+                            progress=lambda *_, out=stamps: out.append(time.perf_counter()))
+            timings[mode].extend(np.diff(stamps[1:]))  # the first step warms up
+    per_step = {mode: float(np.mean(t)) for mode, t in timings.items()}
+    print_table([f"training step (batch {args.batch_size})", "seconds", "ratio"],
+                [["padded", per_step["padded"], 1.0],
+                 ["packed", per_step["packed"], per_step["padded"] / per_step["packed"]]])
+
+    steps = max(1, int(args.minutes * 60 / per_step["packed"]))
+    before = held_out_figures(scorer, data.held_out)
+    started = time.perf_counter()
+    result = train_coherence(data.train, data.held_out, work / "adapted", steps=steps,
+                             batch_size=args.batch_size)
+    seconds = time.perf_counter() - started
+    after = held_out_figures(CoherenceScorer.load(work / "adapted", device="cpu"),
+                             data.held_out)
+    print(f"\nadaptation: {steps} steps x {args.batch_size} pairs in {seconds / 60:.1f} min "
+          f"({steps * args.batch_size / len(data.train):.1f} passes over "
+          f"{len(data.train)} pairs); held-out documents' pairs:")
+    rows = [[kind, before[kind][0], after[kind][0], before[kind][1], after[kind][1]]
+            for kind in before]
+    print_table(["negatives", "accuracy before", "after", "ROC-AUC before", "after"], rows)
+    print(f"(the CLI's own report: {result.before} -> {result.after})")
+
+
+def padding_share(scorer, pairs, batch_size: int) -> float:
+    """Share of the positions of padded batches that are padding, over the training pairs
+    as the loop draws them (shuffled)."""
+    from embedder.inputs import truncate_for_continuation
+
+    texts = sorted({t for p in pairs for t in (p.a, p.b)})
+    lengths = dict(zip(texts, (len(ids) for ids in scorer.tokenizer(
+        texts, add_special_tokens=False, verbose=False)["input_ids"])))
+    sizes = []
+    for p in pairs:
+        a, b, _ = truncate_for_continuation([0] * lengths[p.a], [0] * lengths[p.b],
+                                            scorer.max_length - 3)
+        sizes.append(len(a) + len(b) + 3)
+    rng = np.random.default_rng(0)
+    sizes = rng.permutation(sizes)
+    real = padded = 0
+    for start in range(0, len(sizes) - batch_size + 1, batch_size):
+        batch = sizes[start:start + batch_size]
+        real += batch.sum()
+        padded += batch.max() * len(batch)
+    return 1 - real / padded
+
+
+def held_out_figures(scorer, pairs) -> dict[str, tuple[float, float]]:
+    """(accuracy at 0.5, ROC-AUC) of true continuations against each kind of negative."""
+    from embedder.training.evaluation import NEGATIVE_KINDS, balanced_accuracy, roc_auc
+
+    scores = scorer.scores([(p.a, p.b) for p in pairs])
+    kinds = np.array([p.kind for p in pairs])
+    positives = scores[kinds == "next"]
+    return {kind: (balanced_accuracy(positives, scores[kinds == kind]),
+                   roc_auc(positives, scores[kinds == kind]))
+            for kind in NEGATIVE_KINDS if (kinds == kind).any()}
+
+
+if __name__ == "__main__":
+    main()
