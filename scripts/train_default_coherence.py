@@ -18,6 +18,13 @@
 GPU's minutes to those it already had) instead of starting from the plain encoder; its LoRA
 factors seed the adapters, so the export keeps its rank and size.
 
+`--sources` names the training sources (embedder/training/sources.py; default: the three the
+packaged model trained on, from `--data`; `--sources train` takes every source whose role
+is `train`, the Debian ones from `--corpora`, see scripts/coherence_sources.py). Calibration
+and test sources are refused: they are what bench/coherence.py measures on. `--negatives`
+sets the shares of random / same-document / swapped negatives (swapped is sentence-order
+prediction, ALBERT's SOP); `--freeze-layers` how many bottom layers only adapters train.
+
 `--minutes M` picks `--steps` to fit M minutes of training, from a short timed probe, for a
 run on a lent GPU. A delta exported on a machine whose copy of the encoder differs only by
 rounding (an fp16 copy, where the 90 MB original can't travel) is taken in with `--adopt`.
@@ -42,8 +49,16 @@ sys.path.insert(0, str(REPO))
 
 from embedder.coherence import INFO_FILE, PACKAGED_COHERENCE  # noqa: E402
 from embedder.training.coherence import export_delta  # noqa: E402
-from embedder.training.pairs import HARD_NEGATIVES  # noqa: E402
+from embedder.training.pairs import NegativeMix  # noqa: E402
 from embedder.training.pretrain import PretrainConfig, pretrain  # noqa: E402
+from embedder.training.sources import (  # noqa: E402
+    CORPORA,
+    PACKAGED_SOURCES,
+    SHARED,
+    TRAIN,
+    source_path,
+    sources,
+)
 
 
 def main() -> None:
@@ -64,6 +79,14 @@ def main() -> None:
     parser.add_argument("--adopt", default=None, help="a delta folder exported elsewhere")
     parser.add_argument("--start-from", default=None,
                         help="a coherence delta folder to train further")
+    parser.add_argument("--corpora", default=os.environ.get(
+        "BERTSEARCH_CORPORA", str(REPO / ".corpora")))
+    parser.add_argument("--sources", default=",".join(PACKAGED_SOURCES),
+                        help="comma-separated training sources, or 'train' for all of them")
+    parser.add_argument("--negatives", default="0.34,0.33,0.33",
+                        help="shares of random, same-document and swapped negatives")
+    parser.add_argument("--freeze-layers", type=int, default=4,
+                        help="bottom layers trained only through LoRA adapters (or frozen)")
     args = parser.parse_args()
     if args.adopt:
         adopt(Path(args.adopt), Path(args.export_to))
@@ -81,8 +104,12 @@ def main() -> None:
     command = (f"python scripts/train_default_coherence.py --steps {planned} "
                f"--batch-size {info['config']['batch_size']} --lr {info['config']['lr']:g}"
                + (f" --lora-rank {args.lora_rank}" if args.lora_rank else "")
-               + (" --start-from DIR" if args.start_from else ""))
-    export_delta(args.work, args.export_to, layers=[4, 5], lora_rank=args.lora_rank, extra={
+               + (" --start-from DIR" if args.start_from else "")
+               + f" --sources {args.sources} --negatives {args.negatives}"
+               + f" --freeze-layers {args.freeze_layers}")
+    top = list(range(args.freeze_layers, 6))
+    export_delta(args.work, args.export_to, layers=top, lora_rank=args.lora_rank, extra={
+        "sources": training_sources(args.sources), "negatives": args.negatives,
         "trained_steps": info["step"], "planned_steps": planned,
         "training_seconds": round(time.time() - started),
         "evaluations": info["evaluations"],
@@ -92,12 +119,25 @@ def main() -> None:
     print(f"exported to {args.export_to}")
 
 
+def training_sources(names: str) -> list[str]:
+    """The training sources' names; calibration and test sources are refused."""
+    chosen = sources(TRAIN) if names == "train" else sources(names=names.split(","))
+    wrong = [s.name for s in chosen if s.role != TRAIN]
+    if wrong:
+        raise SystemExit(f"{wrong} are kept for calibration or testing; train on sources "
+                         f"whose role is 'train' (embedder/training/sources.py).")
+    return [s.name for s in chosen]
+
+
 def run_config(args, steps: int) -> PretrainConfig:
-    data = Path(args.data)
+    roots = {SHARED: Path(args.data), CORPORA: Path(args.corpora)}
+    corpus = [str(source_path(s, roots)) for s in sources(names=training_sources(args.sources))]
+    shares = [float(x) for x in args.negatives.split(",")]
     return PretrainConfig(
-        corpus=[str(data / "prose"), str(data / "linux-docs")], out=args.work,
-        base_model=args.start_from or "default", mlm=False, negatives=HARD_NEGATIVES,
-        trim="continuation", freeze_layers=4, lora_rank=args.lora_rank, max_length=128,
+        corpus=corpus, out=args.work,
+        base_model=args.start_from or "default", mlm=False,
+        negatives=NegativeMix(*shares), trim="continuation",
+        freeze_layers=args.freeze_layers, lora_rank=args.lora_rank, max_length=128,
         batch_size=args.batch_size, steps=steps, lr=args.lr, warmup=0.06,
         eval_every=max(250, steps // 8), eval_pairs=args.eval_pairs,
         save_every=max(100, steps // 4), shuffle_buffer=10_000, seed=0)

@@ -69,6 +69,27 @@ def test_resume_continues_bit_for_bit(toy_corpus, tmp_path):
     assert a == 8
 
 
+def test_nsp_only_training_runs_packed_and_resumes_bit_for_bit(toy_corpus, tmp_path):
+    """NSP-only runs train on packed pairs (no padding) by default: the same pairs as the
+    padded run (losses differ only by dropout's draws), resumed exactly."""
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(metrics):
+        if metrics.step == 5:
+            raise Interrupted
+
+    settings = dict(steps=8, save_every=4, mlm=False)
+    whole = pretrain(config(toy_corpus, tmp_path / "whole", **settings))
+    with pytest.raises(Interrupted):
+        pretrain(config(toy_corpus, tmp_path / "split", **settings), progress=interrupt)
+    resumed = pretrain(config(toy_corpus, tmp_path / "split", **settings), resume=True)
+    assert resumed.losses == whole.losses[4:]
+    padded = pretrain(config(toy_corpus, tmp_path / "padded", packed=False, **settings))
+    assert padded.losses != whole.losses  # another path (and other dropout draws) ...
+    assert max(abs(a - b) for a, b in zip(padded.losses, whole.losses)) < 0.05  # same pairs
+
+
 def test_checkpoint_reloads_with_its_nsp_head(toy_corpus, tmp_path):
     from transformers import BertForPreTraining
 
