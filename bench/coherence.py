@@ -55,7 +55,7 @@ def main() -> None:
     stored = Calibration.of(info)
     encoder = Encoder.load("default", device="cpu")
     roots = default_roots(REPO)
-    trained_on, legacy_root = model_record(info)
+    trained_on, in_domain, legacy_root = model_record(info)
 
     def cosine(pairs):
         if not pairs:
@@ -77,7 +77,7 @@ def main() -> None:
                                                       for k, v in cal_cos.items()}))
 
     # -- in-domain and out-of-domain sources
-    domains = {"in-domain": [s for s in sources(TRAIN) if s.name in trained_on],
+    domains = {"in-domain": [s for s in sources(TRAIN) if s.name in in_domain],
                "out-of-domain": [s for s in sources(TEST) if s.name not in trained_on]}
     measured: dict[str, dict[str, dict[str, dict[str, np.ndarray]]]] = {}
     total, timing = 0, 0.0
@@ -94,7 +94,8 @@ def main() -> None:
                 "raw": {k: Calibration().probability(v) for k, v in logits.items()},
                 "cos": {k: cosine(v) for k, v in pairs.items()}}
 
-    print(f"model: {scorer.name}; trained on: {', '.join(trained_on)}; "
+    print(f"model: {scorer.name}; trained on: {', '.join(trained_on)} (in-domain figures "
+          f"from {', '.join(in_domain) or 'none'}); "
           f"held-out split: {'absolute paths under ' + legacy_root if legacy_root else 'keys'}")
     print(f"calibration: {'stored' if 'calibration' in info else 'none stored; fitted here'}"
           f" T={calibration.temperature:.3f} b={calibration.bias:.3f} on "

@@ -10,6 +10,8 @@
    (10 % of documents held out).
 2. Times training steps (batch 16, the CLI's default) on the same pairs, padded and packed,
    alternating rounds; reports seconds per step and the share of padding in the batches.
+   `--speed-only` does this for the index's pairs and for pairs of mixed length (BERT's
+   short-sequence targets, as short passages give) and stops there.
 3. Trains packed for the steps that fit `--minutes` (from the timing), exactly as the CLI
    does, and reports held-out accuracy (P(next) >= 0.5) and ROC-AUC per kind of negative
    before and after.
@@ -33,6 +35,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--work", default="/tmp/coherence-training")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="only time the steps (index pairs and mixed-length pairs)")
     args = parser.parse_args()
 
     from embedder import Encoder
@@ -52,21 +56,12 @@ def main() -> None:
     print(f"pairs: {len(data.train)} training, {len(data.held_out)} held out")
 
     scorer = CoherenceScorer.load(device="cpu")
-    print(f"padding in batches of {args.batch_size}: "
-          f"{padding_share(scorer, data.train, args.batch_size):.1%} of padded positions")
-    timings = {"padded": [], "packed": []}
-    for _ in range(args.rounds):
-        for mode in ("padded", "packed"):
-            stamps: list[float] = []
-            train_coherence(data.train, data.held_out[:4], work / "speed",
-                            steps=args.speed_steps, batch_size=args.batch_size,
-                            packed=mode == "packed",
-                            progress=lambda *_, out=stamps: out.append(time.perf_counter()))
-            timings[mode].extend(np.diff(stamps[1:]))  # the first step warms up
-    per_step = {mode: float(np.mean(t)) for mode, t in timings.items()}
-    print_table([f"training step (batch {args.batch_size})", "seconds", "ratio"],
-                [["padded", per_step["padded"], 1.0],
-                 ["packed", per_step["packed"], per_step["padded"] / per_step["packed"]]])
+    per_step = step_times(scorer, data.train, data.held_out[:4], work, args,
+                          f"{args.source} index pairs")
+    if args.speed_only:
+        step_times(scorer, mixed_pairs(scorer, corpus), data.held_out[:4], work, args,
+                   f"{args.source} pairs of mixed length (BERT's short-sequence targets)")
+        return
 
     steps = max(1, int(args.minutes * 60 / per_step["packed"]))
     before = held_out_figures(scorer, data.held_out)
@@ -83,6 +78,50 @@ def main() -> None:
             for kind in before]
     print_table(["negatives", "accuracy before", "after", "ROC-AUC before", "after"], rows)
     print(f"(the CLI's own report: {result.before} -> {result.after})")
+
+
+def step_times(scorer, pairs, held_out, work: Path, args, what: str) -> dict[str, float]:
+    """Seconds per training step, padded and packed, alternating rounds on the same pairs."""
+    from embedder.training.coherence import train_coherence
+
+    print(f"{what}: padding is {padding_share(scorer, pairs, args.batch_size):.1%} of the "
+          f"positions of padded batches of {args.batch_size}")
+    timings: dict[str, list] = {"padded": [], "packed": []}
+    for _ in range(args.rounds):
+        for mode in ("padded", "packed"):
+            stamps: list[float] = []
+            train_coherence(pairs, held_out, work / "speed", steps=args.speed_steps,
+                            batch_size=args.batch_size, packed=mode == "packed",
+                            pack_min_padding=0.0,  # packed means packed here, always
+                            progress=lambda *_, out=stamps: out.append(time.perf_counter()))
+            timings[mode].extend(np.diff(stamps[1:]))  # the first step warms up
+    per_step = {mode: float(np.mean(t)) for mode, t in timings.items()}
+    print_table([f"training step (batch {args.batch_size})", "seconds", "ratio"],
+                [["padded", per_step["padded"], 1.0],
+                 ["packed", per_step["packed"], per_step["padded"] / per_step["packed"]]])
+    return per_step
+
+
+def mixed_pairs(scorer, corpus, count: int = 2000) -> list:
+    """Labelled pairs whose lengths vary as BERT's short-sequence pairs do (a random target
+    of 2 to 125 tokens each), from the same corpus: what short passages give."""
+    import random
+
+    from embedder.coherence import TextPair
+    from embedder.training.corpus import read_documents
+    from embedder.training.pairs import HARD_NEGATIVES, PairBuilder
+
+    tok = scorer.tokenizer
+    builder = PairBuilder(lambda s: tok(s, add_special_tokens=False, verbose=False)["input_ids"],
+                          scorer.max_length, random.Random(0), negatives=HARD_NEGATIVES,
+                          trim="continuation", short_seq_prob=1.0)
+    out = []
+    for pair in builder.pairs(read_documents(corpus, rng=random.Random(0))):
+        out.append(TextPair(tok.decode(pair.ids_a), tok.decode(pair.ids_b), pair.is_next,
+                            pair.kind))
+        if len(out) == count:
+            break
+    return out
 
 
 def padding_share(scorer, pairs, batch_size: int) -> float:

@@ -66,6 +66,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--minutes", type=float, default=None,
                         help="choose --steps to fit this much training time (timed probe)")
+    parser.add_argument("--probe", type=int, default=120,
+                        help="steps of the timed probe for --minutes (fewer on a CPU)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--lora-rank", type=int, default=0)
@@ -110,6 +112,7 @@ def main() -> None:
     top = list(range(args.freeze_layers, 6))
     export_delta(args.work, args.export_to, layers=top, lora_rank=args.lora_rank, extra={
         "sources": training_sources(args.sources), "negatives": args.negatives,
+        **in_domain_record(args),
         "trained_steps": info["step"], "planned_steps": planned,
         "training_seconds": round(time.time() - started),
         "evaluations": info["evaluations"],
@@ -127,6 +130,17 @@ def training_sources(names: str) -> list[str]:
         raise SystemExit(f"{wrong} are kept for calibration or testing; train on sources "
                          f"whose role is 'train' (embedder/training/sources.py).")
     return [s.name for s in chosen]
+
+
+def in_domain_record(args) -> dict:
+    """A continued model saw its starting model's sources under that model's split, so
+    only its new sources have held-out documents it never saw (bench/coherence.py)."""
+    if not args.start_from:
+        return {}
+    start = json.loads((Path(args.start_from) / INFO_FILE).read_text())
+    before = set(start.get("sources", PACKAGED_SOURCES))
+    return {"in_domain_sources": [s for s in training_sources(args.sources)
+                                  if s not in before]}
 
 
 def run_config(args, steps: int) -> PretrainConfig:
@@ -163,8 +177,10 @@ def train(config: PretrainConfig, resume: bool, started: float) -> None:
     pretrain(config, resume=resume, progress=show, on_eval=evaluated)
 
 
-def probe_steps(args, probe: int = 120, skip: int = 20) -> int:
-    """Time `probe` steps of the same run (the first `skip` not counted) and scale."""
+def probe_steps(args) -> int:
+    """Time `--probe` steps of the same run (the first sixth not counted) and scale."""
+    probe = max(4, args.probe)
+    skip = max(1, probe // 6)
     config = dataclasses.replace(run_config(args, probe), out=args.work + "-probe",
                                  eval_pairs=0, save_every=10 * probe)
     times = []

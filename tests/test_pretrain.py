@@ -79,7 +79,7 @@ def test_nsp_only_training_runs_packed_and_resumes_bit_for_bit(toy_corpus, tmp_p
         if metrics.step == 5:
             raise Interrupted
 
-    settings = dict(steps=8, save_every=4, mlm=False)
+    settings = dict(steps=8, save_every=4, mlm=False, pack_min_padding=0.0)  # always packed
     whole = pretrain(config(toy_corpus, tmp_path / "whole", **settings))
     with pytest.raises(Interrupted):
         pretrain(config(toy_corpus, tmp_path / "split", **settings), progress=interrupt)

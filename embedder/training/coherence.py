@@ -43,7 +43,7 @@ from .loop import (
     set_trainable,
 )
 from .lora import factorize
-from .objectives import packed_nsp_loss, pretraining_loss
+from .objectives import PACK_MIN_PADDING, packed_nsp_loss, padding_share, pretraining_loss
 from .pairs import NspPair, hf_next_sentence_label
 
 
@@ -61,6 +61,7 @@ def train_coherence(train: Sequence[TextPair], held_out: Sequence[TextPair],
                     out: str | Path, *, base: str | Path | None = None, steps: int = 200,
                     batch_size: int = 16, lr: float = 5e-5, layers: Sequence[int] = (4, 5),
                     seed: int = 0, device: str | None = None, packed: bool = True,
+                    pack_min_padding: float = PACK_MIN_PADDING,
                     progress: Callable[[int, int, float], None] | None = None,
                     ) -> CoherenceTrainingResult:
     """Fine-tune a coherence model on labelled pairs and save it to `out`.
@@ -72,7 +73,8 @@ def train_coherence(train: Sequence[TextPair], held_out: Sequence[TextPair],
         steps, batch_size, lr: the optimisation.
         layers: the encoder layers trained (with the pooler and the NSP head).
         packed: train on pairs packed end to end without padding (as inference runs),
-            when the model is a plain BERT; False: padded batches.
+            when the model is a plain BERT and padding would take at least
+            `pack_min_padding` of the batch (below that, padded batches are faster).
         progress: called with (step, steps, loss) after each step.
 
     Raises:
@@ -105,7 +107,7 @@ def train_coherence(train: Sequence[TextPair], held_out: Sequence[TextPair],
             order.extend(fresh)
         chunk, order = order[:batch_size], order[batch_size:]
         with autocast(scorer.device):
-            loss = _nsp_loss(scorer, [examples[i] for i in chunk], packed)
+            loss = _nsp_loss(scorer, [examples[i] for i in chunk], packed, pack_min_padding)
         loss.backward()
         optimizer_step(model, optimizer, scheduler)
         if progress:
@@ -122,12 +124,13 @@ def train_coherence(train: Sequence[TextPair], held_out: Sequence[TextPair],
                                    time.perf_counter() - started)
 
 
-def _nsp_loss(scorer: CoherenceScorer, pairs: list[NspPair], packed: bool):
-    """The NSP loss of one batch: packed without padding for a plain BERT, else padded."""
+def _nsp_loss(scorer: CoherenceScorer, pairs: list[NspPair], packed: bool,
+              min_padding: float):
+    """The NSP loss of one batch: packed without padding when it pays, else padded."""
     model = scorer.model
-    if packed and can_pack(model.bert):
-        inputs = [pack_inputs(p.ids_a, p.ids_b, scorer.special, scorer.max_length)
-                  for p in pairs]
+    inputs = [pack_inputs(p.ids_a, p.ids_b, scorer.special, scorer.max_length) for p in pairs]
+    if (packed and can_pack(model.bert)
+            and padding_share([len(i) for i in inputs]) >= min_padding):
         labels = torch.tensor([hf_next_sentence_label(p.is_next) for p in pairs])
         return packed_nsp_loss(model, inputs, labels, scorer.device)[0]
     batch = collate_pairs(pairs, scorer.special, scorer.max_length)

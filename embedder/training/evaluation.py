@@ -124,12 +124,15 @@ def expected_calibration_error(probabilities, labels, weights=None, bins: int = 
     return float(error)
 
 
-def model_record(info: dict) -> tuple[list[str], str | None]:
+def model_record(info: dict) -> tuple[list[str], list[str], str | None]:
     """What a coherence model's `info.json` says it trained on: source names (the packaged
-    model's three before it said so) and the data root of an absolute-path split, if any."""
+    model's three before it said so); those whose held-out documents it never saw (a model
+    continued from another saw the other's, split another way: only its new sources); and
+    the data root of an absolute-path split, if any."""
     from .sources import PACKAGED_SOURCES
 
-    return list(info.get("sources", PACKAGED_SOURCES)), info.get("held_out_data_root")
+    trained = list(info.get("sources", PACKAGED_SOURCES))
+    return trained, list(info.get("in_domain_sources", trained)), info.get("held_out_data_root")
 
 
 def source_pairs(source, roots: dict, tokenizer, per_kind: int, *, held_out: bool,

@@ -42,6 +42,17 @@ def pretraining_loss(model, batch: dict, mlm: bool = True) -> tuple[torch.Tensor
     return mlm_loss + nsp_loss, stats
 
 
+# A packed training pass costs more per real token than a padded one (attention in groups,
+# scatter and gather under autograd): on full-length pairs it trained 0.86x as fast on 2 CPU
+# cores (bench/RESULTS.md, issue 21). It pays only where padding is a large share of a batch.
+PACK_MIN_PADDING = 0.25
+
+
+def padding_share(lengths: list[int]) -> float:
+    """The share of a padded batch's positions that padding would take."""
+    return 1 - sum(lengths) / (max(lengths) * len(lengths))
+
+
 def packed_nsp_loss(model, inputs: list, labels: torch.Tensor, device: str = "cpu",
                     ) -> tuple[torch.Tensor, dict]:
     """The NSP loss of a `BertForPreTraining` over pair inputs packed end to end, without

@@ -44,7 +44,7 @@ from .loop import (
 )
 from .lora import add_lora, lora_state, merged_state_dict, restore_lora, seed_lora
 from .masking import IGNORE, mask_tokens
-from .objectives import packed_nsp_loss, pretraining_loss
+from .objectives import PACK_MIN_PADDING, packed_nsp_loss, padding_share, pretraining_loss
 from .pairs import NegativeMix, NspPair, PairBuilder, hf_next_sentence_label
 
 STATE_FILE = "training_state.pt"
@@ -85,7 +85,8 @@ class PretrainConfig:
     negatives: NegativeMix = field(default_factory=NegativeMix)
     trim: str = "random"  # "continuation" keeps A's end and B's start (coherence)
     mlm: bool = True  # False: NSP only
-    packed: bool = True  # NSP only: pairs packed end to end, no padding (a plain BERT)
+    packed: bool = True  # NSP only: pairs packed end to end, no padding (a plain BERT) ...
+    pack_min_padding: float = PACK_MIN_PADDING  # ... in batches where padding takes this
     freeze_layers: int = 0  # freeze the embeddings and this many bottom layers
     lora_rank: int = 0  # >0: train low-rank adapters of this rank on the frozen layers
     eval_every: int = 200
@@ -393,16 +394,16 @@ def pretrain(config: PretrainConfig, *, resume: bool = False,
 def _cpu_batches(pairs: Iterator[NspPair], tokenizer, config: PretrainConfig,
                  first: int, packed: bool = False) -> Iterator[dict]:
     """Masked micro-batches numbered from `first`, collated on the CPU; with `packed`
-    (NSP only), each pair's unpadded inputs and the NSP labels instead."""
+    (NSP only) and padding taking at least `pack_min_padding` of a batch, its pairs'
+    unpadded inputs and the NSP labels instead."""
     index = first
     special = SpecialTokens.of(tokenizer)
     while True:
         chunk = [next(pairs) for _ in range(config.batch_size)]
-        if packed:
-            yield {"inputs": [pack_inputs(p.ids_a, p.ids_b, special, config.max_length)
-                              for p in chunk],
-                   "next_sentence_label": torch.tensor(
-                       [hf_next_sentence_label(p.is_next) for p in chunk])}
+        inputs = [pack_inputs(p.ids_a, p.ids_b, special, config.max_length) for p in chunk]
+        if packed and padding_share([len(i) for i in inputs]) >= config.pack_min_padding:
+            yield {"inputs": inputs, "next_sentence_label": torch.tensor(
+                [hf_next_sentence_label(p.is_next) for p in chunk])}
         else:
             yield masked_batch(chunk, tokenizer, config, index, "cpu")
         index += 1
