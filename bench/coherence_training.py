@@ -8,11 +8,12 @@
    `train` source of embedder/training/sources.py; run scripts/coherence_sources.py first)
    with the default chunking, and builds its training pairs as `coherence train` does
    (10 % of documents held out).
-2. Times training steps (batch 16, the CLI's default) on the same pairs, padded and packed,
-   alternating rounds; reports seconds per step and the share of padding in the batches.
-   `--speed-only` does this for the index's pairs and for pairs of mixed length (BERT's
-   short-sequence targets, as short passages give) and stops there.
-3. Trains packed for the steps that fit `--minutes` (from the timing), exactly as the CLI
+2. Times training steps (batch 16, the CLI's default) on the same pairs, alternating rounds:
+   padded with dropout in the frozen layers too (as before issue 21), padded with the frozen
+   layers in eval mode (now), packed (now, where padding is at least 10 % of a batch);
+   for the index's pairs and for pairs of mixed length (BERT's short-sequence targets, as
+   short passages give), with the share of padding in the batches. `--speed-only` stops here.
+3. Trains for the steps that fit `--minutes` (from the faster timing), exactly as the CLI
    does, and reports held-out accuracy (P(next) >= 0.5) and ROC-AUC per kind of negative
    before and after.
 """
@@ -58,12 +59,12 @@ def main() -> None:
     scorer = CoherenceScorer.load(device="cpu")
     per_step = step_times(scorer, data.train, data.held_out[:4], work, args,
                           f"{args.source} index pairs")
+    step_times(scorer, mixed_pairs(scorer, corpus), data.held_out[:4], work, args,
+               f"{args.source} pairs of mixed length (BERT's short-sequence targets)")
     if args.speed_only:
-        step_times(scorer, mixed_pairs(scorer, corpus), data.held_out[:4], work, args,
-                   f"{args.source} pairs of mixed length (BERT's short-sequence targets)")
         return
 
-    steps = max(1, int(args.minutes * 60 / per_step["packed"]))
+    steps = max(1, int(args.minutes * 60 / min(per_step["packed"], per_step["padded"])))
     before = held_out_figures(scorer, data.held_out)
     started = time.perf_counter()
     result = train_coherence(data.train, data.held_out, work / "adapted", steps=steps,
@@ -86,19 +87,25 @@ def step_times(scorer, pairs, held_out, work: Path, args, what: str) -> dict[str
 
     print(f"{what}: padding is {padding_share(scorer, pairs, args.batch_size):.1%} of the "
           f"positions of padded batches of {args.batch_size}")
-    timings: dict[str, list] = {"padded": [], "packed": []}
+    modes = {  # name: (packed, dropout in the frozen layers)
+        "padded, dropout in frozen layers (before)": (False, True),
+        "padded": (False, False),
+        "packed": (True, False),
+    }
+    timings: dict[str, list] = {mode: [] for mode in modes}
     for _ in range(args.rounds):
-        for mode in ("padded", "packed"):
+        for mode, (packed, frozen_dropout) in modes.items():
             stamps: list[float] = []
             train_coherence(pairs, held_out, work / "speed", steps=args.speed_steps,
-                            batch_size=args.batch_size, packed=mode == "packed",
+                            batch_size=args.batch_size, packed=packed,
                             pack_min_padding=0.0,  # packed means packed here, always
+                            dropout_in_frozen_layers=frozen_dropout,
                             progress=lambda *_, out=stamps: out.append(time.perf_counter()))
             timings[mode].extend(np.diff(stamps[1:]))  # the first step warms up
     per_step = {mode: float(np.mean(t)) for mode, t in timings.items()}
+    first = next(iter(per_step.values()))
     print_table([f"training step (batch {args.batch_size})", "seconds", "ratio"],
-                [["padded", per_step["padded"], 1.0],
-                 ["packed", per_step["packed"], per_step["padded"] / per_step["packed"]]])
+                [[mode, seconds, first / seconds] for mode, seconds in per_step.items()])
     return per_step
 
 

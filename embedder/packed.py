@@ -102,31 +102,31 @@ def _real_tokens(lengths: list[int], device):
             < torch.tensor(lengths, device=device)[:, None])
 
 
-def packed_hidden_states(model, batch: PackedBatch, dropout: bool = False):
+def packed_hidden_states(model, batch: PackedBatch):
     """The last hidden states of every token, `(tokens, hidden)`: `BertModel`'s
     `last_hidden_state` without the padding rows.
 
-    For inference call it under `torch.inference_mode()` with the model in eval mode. With
-    `dropout` (training), BERT's dropout goes where `BertModel` puts it — after the
-    embeddings, on the attention probabilities, after each dense output — at the rates of
-    the model's config, so a packed training pass is the padded one without the padding.
+    For inference call it under `torch.inference_mode()` with the model in eval mode. In
+    training, BERT's dropout goes where `BertModel` puts it — after the embeddings, on the
+    attention probabilities, after each dense output — at the config's rates, in each part
+    whose module is in training mode, so a packed training pass is the padded one without
+    the padding.
     """
     import torch.nn.functional as F
 
     config, emb = model.config, model.embeddings
-    hidden_p = config.hidden_dropout_prob if dropout else 0.0
-    attention_p = config.attention_probs_dropout_prob if dropout else 0.0
     x = emb.LayerNorm(emb.word_embeddings(batch.input_ids)
                       + emb.token_type_embeddings(batch.token_type_ids)
                       + emb.position_embeddings(batch.position_ids))
-    x = F.dropout(x, hidden_p, training=dropout)
+    x = F.dropout(x, config.hidden_dropout_prob, training=emb.training)
     for layer in model.encoder.layer:
-        context = _attention(layer.attention.self, x, batch.groups, attention_p)
+        p, on = config.hidden_dropout_prob, layer.training
+        context = _attention(layer.attention.self, x, batch.groups,
+                             config.attention_probs_dropout_prob if on else 0.0)
         x = layer.attention.output.LayerNorm(
-            F.dropout(layer.attention.output.dense(context), hidden_p, training=dropout) + x)
+            F.dropout(layer.attention.output.dense(context), p, training=on) + x)
         inner = layer.intermediate.intermediate_act_fn(layer.intermediate.dense(x))
-        x = layer.output.LayerNorm(
-            F.dropout(layer.output.dense(inner), hidden_p, training=dropout) + x)
+        x = layer.output.LayerNorm(F.dropout(layer.output.dense(inner), p, training=on) + x)
     return x
 
 

@@ -110,6 +110,12 @@ def test_in_domain_training_is_stored_and_used(index_dir, encoder):
     assert all(0 <= v <= 1 for v in result.after.values())
     info = json.loads((target / "coherence" / "info.json").read_text())
     assert info["steps"] == 6 and info["held_out_accuracy_after"] == result.after
+    # its own calibration, fitted on half the held-out pairs and checked on the other half
+    half = len(data.held_out) // 2
+    assert info["calibration"]["fitted_on"] == f"the first {half} held-out pairs of the index"
+    assert info["calibration"]["checked_on"] == (
+        f"the other {len(data.held_out) - half} held-out pairs")
+    assert info["calibration"]["temperature"] > 0
     with TestClient(create_app(ServerSettings(index_dir=str(target)),
                                encoder=encoder)) as client:
         client.post("/coherence", json={"passages": STORY})

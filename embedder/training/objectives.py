@@ -42,10 +42,10 @@ def pretraining_loss(model, batch: dict, mlm: bool = True) -> tuple[torch.Tensor
     return mlm_loss + nsp_loss, stats
 
 
-# A packed training pass costs more per real token than a padded one (attention in groups,
-# scatter and gather under autograd): on full-length pairs it trained 0.86x as fast on 2 CPU
-# cores (bench/RESULTS.md, issue 21). It pays only where padding is a large share of a batch.
-PACK_MIN_PADDING = 0.25
+# A packed training pass costs a little more per real token than a padded one (attention in
+# groups, scatter and gather under autograd): on 2 CPU cores it broke even on full-length
+# pairs and won 1.18x at 19 % padding, 1.58x at 42 % (bench/RESULTS.md, issue 21).
+PACK_MIN_PADDING = 0.1
 
 
 def padding_share(lengths: list[int]) -> float:
@@ -57,8 +57,9 @@ def packed_nsp_loss(model, inputs: list, labels: torch.Tensor, device: str = "cp
                     ) -> tuple[torch.Tensor, dict]:
     """The NSP loss of a `BertForPreTraining` over pair inputs packed end to end, without
     padding (`embedder.packed`): the linear layers run on real tokens only, as inference
-    does. Dropout follows `model.training`. Equal to `pretraining_loss(..., mlm=False)` on
-    the padded batch, up to float rounding (tests/test_packed_training.py).
+    does. Dropout runs in the parts that are in training mode. Equal to
+    `pretraining_loss(..., mlm=False)` on the padded batch, up to float rounding
+    (tests/test_packed_training.py).
 
     Args:
         inputs: `PairInputs` of each pair (unpadded), in any order.
@@ -68,7 +69,7 @@ def packed_nsp_loss(model, inputs: list, labels: torch.Tensor, device: str = "cp
 
     order = sorted(range(len(inputs)), key=lambda i: -len(inputs[i]))  # groups by length
     batch = PackedBatch.of([inputs[i] for i in order], device)
-    hidden = packed_hidden_states(model.bert, batch, dropout=model.training)  # (tokens, h)
+    hidden = packed_hidden_states(model.bert, batch)  # (tokens, hidden)
     pooler = model.bert.pooler
     pooled = pooler.activation(pooler.dense(pool_packed(hidden, batch, "cls")))  # (batch, h)
     logits = model.cls.seq_relationship(pooled)  # (batch, 2), in packed order
