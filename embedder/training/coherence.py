@@ -100,7 +100,7 @@ def train_coherence(train: Sequence[TextPair], held_out: Sequence[TextPair],
     trained = tuple(f"bert.encoder.layer.{i}." for i in layers) + (
         "bert.pooler.", "cls.seq_relationship.")
     set_trainable(model, lambda name: name.startswith(trained))
-    examples = _tokenized(scorer, train)
+    examples = tokenized_pairs(scorer, train)
     optimizer, scheduler = adamw_with_schedule(model, lr, 0.01, steps, max(1, steps // 10))
     rng = random.Random(seed)
     order: list[int] = []
@@ -114,7 +114,7 @@ def train_coherence(train: Sequence[TextPair], held_out: Sequence[TextPair],
             order.extend(fresh)
         chunk, order = order[:batch_size], order[batch_size:]
         with autocast(scorer.device):
-            loss = _nsp_loss(scorer, [examples[i] for i in chunk], packed, pack_min_padding)
+            loss = batch_nsp_loss(scorer, [examples[i] for i in chunk], packed, pack_min_padding)
         loss.backward()
         optimizer_step(model, optimizer, scheduler)
         if progress:
@@ -171,8 +171,8 @@ def held_out_calibration(scorer: CoherenceScorer, held_out: Sequence[TextPair]) 
             "checked_on": f"the other {len(held_out) - half} held-out pairs"}
 
 
-def _nsp_loss(scorer: CoherenceScorer, pairs: list[NspPair], packed: bool,
-              min_padding: float):
+def batch_nsp_loss(scorer: CoherenceScorer, pairs: list[NspPair], packed: bool,
+                   min_padding: float):
     """The NSP loss of one batch: packed without padding when it pays, else padded."""
     model = scorer.model
     inputs = [pack_inputs(p.ids_a, p.ids_b, scorer.special, scorer.max_length) for p in pairs]
@@ -186,7 +186,9 @@ def _nsp_loss(scorer: CoherenceScorer, pairs: list[NspPair], packed: bool,
     return pretraining_loss(model, batch, mlm=False)[0]
 
 
-def _tokenized(scorer: CoherenceScorer, pairs: Sequence[TextPair]) -> list[NspPair]:
+def tokenized_pairs(scorer: CoherenceScorer, pairs: Sequence[TextPair]) -> list[NspPair]:
+    """Text pairs as token ids, trimmed to the scorer's limit keeping A's end and B's
+    start."""
     texts = sorted({t for p in pairs for t in (p.a, p.b)})
     ids = dict(zip(texts, scorer.tokenizer(texts, add_special_tokens=False,
                                            verbose=False)["input_ids"]))
