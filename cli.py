@@ -13,7 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 import click
 
 from embedder.errors import BertsearchError
-from indexer.limits import DEFAULT_MODE, MAX_K, MODES
+from indexer.limits import DEFAULT_GROUP, DEFAULT_MODE, GROUPS, MAX_K, MODES
 
 
 def _version() -> str:
@@ -136,14 +136,20 @@ def index(folder, index_dir, model, include, exclude, rebuild, chunk_tokens, ove
       bertsearch index docs/ --include '*.md' --exclude 'drafts/*'
     """
     from indexer import ChunkSettings, build_index, encoder_for_index
+    from indexer.build import check_folder
 
+    check_folder(folder)  # before loading the model: a typo is answered at once
     encoder = encoder_for_index(index_dir, model, backend, rebuild=rebuild)
-    with _progress_bar(quiet) as progress:
-        report = build_index(
-            folder, index_dir, encoder, chunk=ChunkSettings(chunk_tokens, overlap),
-            include=list(include), exclude=list(exclude), rebuild=rebuild,
-            index_type=index_type, max_file_bytes=int(max_file_mb * 1024 * 1024),
-            batch_passages=batch_size, context=context, wait=wait, progress=progress)
+    progress = _progress_bar(quiet)
+    try:
+        with _stop_on_sigterm(), progress:
+            report = build_index(
+                folder, index_dir, encoder, chunk=ChunkSettings(chunk_tokens, overlap),
+                include=list(include), exclude=list(exclude), rebuild=rebuild,
+                index_type=index_type, max_file_bytes=int(max_file_mb * 1024 * 1024),
+                batch_passages=batch_size, context=context, wait=wait, progress=progress)
+    except KeyboardInterrupt:
+        raise click.ClickException(_interrupted(progress.state, batch_size)) from None
     if report.recipe_change:
         old, new = report.recipe_change
         click.echo(f"The passage recipe changed ({old} -> {new}): every document was "
@@ -162,6 +168,9 @@ def index(folder, index_dir, model, include, exclude, rebuild, chunk_tokens, ove
 @click.option("--mode", type=click.Choice(MODES), default=None,
               help=f"hybrid (meaning and keywords fused), dense (meaning) or keyword (BM25); "
                    f"default: {DEFAULT_MODE}.")
+@click.option("--group", type=click.Choice(GROUPS), default=None,
+              help=f"documents (one hit per document) or passages (the best passages, several "
+                   f"per document if they rank); default: {DEFAULT_GROUP}.")
 @click.option("--where", multiple=True, metavar="KEY=VALUE",
               help="Only documents whose metadata matches (also !=, >, >=, <, <=); "
                    "repeatable, all must hold. E.g. --where year>=2020 --where tag=faq")
@@ -169,10 +178,17 @@ def index(folder, index_dir, model, include, exclude, rebuild, chunk_tokens, ove
               help="Only documents whose path in the folder matches, e.g. 'api/*.md'.")
 @click.option("--filter", "filter_json", metavar="JSON",
               help='A whole filter, e.g. \'{"$or": [{"tag": "faq"}, {"year": 2025}]}\'.')
-@click.option("--json", "as_json", is_flag=True, help="Print the hits as a JSON array.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the answer as JSON, as POST /search returns it.")
 @click.option("--coherence", "with_coherence", is_flag=True,
               help="Also score how the hits follow one another (NSP) and suggest an order.")
-def query(text, index_dir, k, mode, where, path_glob, filter_json, as_json, with_coherence):
+@click.option("--server", metavar="URL", envvar="BERTSEARCH_SERVER",
+              help="Ask a running `bertsearch serve` (e.g. http://127.0.0.1:8000) instead of "
+                   "opening the index here: answers in a fraction of a second.")
+@click.option("--api-key", default=None, envvar="BERTSEARCH_API_KEY",
+              help="With --server: the server's API key.")
+def query(text, index_dir, k, mode, group, where, path_glob, filter_json, as_json,
+          with_coherence, server, api_key):
     """Show the indexed passages that best answer TEXT, its words highlighted.
 
     \b
@@ -180,47 +196,86 @@ def query(text, index_dir, k, mode, where, path_glob, filter_json, as_json, with
       bertsearch query "how is BERT pretrained?" --index my-index -k 5
       bertsearch query "EADDRINUSE" --mode keyword --path 'networking/*'
       bertsearch query "printer jams" --where year>=2024 --where team=ops
+      bertsearch query "printer jams" --server http://127.0.0.1:8000
     """
-    from indexer import Index
     from indexer.filters import filter_from_options
 
     spec = filter_from_options(where, path_glob, filter_json)
-    with Index.open(index_dir) as index:
-        hits = index.search(text, k, filter=spec, mode=mode)
-    chain = order = None
-    if with_coherence and len(hits) >= 2:
-        from indexer.coherence import coherence_scorer_for, read_hits
+    if server:
+        from server.client import remote_search
 
-        chain, order = read_hits(coherence_scorer_for(index_dir), hits)
+        result = remote_search(server, {"query": text, "k": k, "mode": mode, "group": group,
+                                        "filter": spec, "coherence": with_coherence}, api_key)
+    else:
+        from indexer.answers import answer
+
+        result = answer(index_dir, text, k, mode=mode, group=group, filter=spec,
+                        coherence=with_coherence)
     if as_json:
-        payload = [h.to_dict() for h in hits]
-        if with_coherence:
-            payload = {"hits": payload, "coherence": chain and chain.to_dict(),
-                       "reading_order": order and order.to_dict()}
-        click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
-        return
+        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+    else:
+        _print_answer(result, filtered=spec is not None)
+
+
+def _print_answer(result: dict, filtered: bool) -> None:
+    """Hits with their place, score and snippet; the coherence chain if asked for."""
+    hits = result["hits"]
     if not hits:
-        click.echo("No passages match." if spec else "No passages in the index.")
+        click.echo("No passages match." if filtered else "No passages in the index.")
     for rank, hit in enumerate(hits, 1):
-        click.echo(f"{rank:>2}. {hit.score:.3f}  {_shown_path(hit.file)}:"
-                   f"{hit.line_start}-{hit.line_end}"
-                   + (f"  ({' > '.join(hit.headings)})" if hit.headings else ""))
+        headings = f"  ({' > '.join(hit['headings'])})" if hit.get("headings") else ""
+        click.echo(f"{rank:>2}. {hit['score']:.3f}  {_shown_path(hit['file'])}:"
+                   f"{hit['line_start']}-{hit['line_end']}{headings}")
         click.echo(f"    {_snippet(hit)}")
+    chain, order = result.get("coherence"), result.get("reading_order")
     if chain:
         click.echo(f"\nCoherence of consecutive hits (P(next); d = known from the document): "
-                   f"{_links_text(chain.links)}")
-        click.echo(f"  mean {chain.mean:.2f}; weakest link {chain.weakest_link + 1}->"
-                   f"{chain.weakest_link + 2} ({chain.weakest_score:.2f})")
+                   f"{_links_text(chain)}")
+        click.echo(f"  mean {chain['mean']:.2f}; weakest link {chain['weakest_link'] + 1}->"
+                   f"{chain['weakest_link'] + 2} ({chain['weakest_score']:.2f})")
     if order:
-        click.echo(f"Suggested reading order: {', '.join(str(i + 1) for i in order.order)} "
-                   f"(one file's hits in its order, files by P(next); links "
-                   f"{_links_text(order.links)})")
+        click.echo(f"Suggested reading order: {', '.join(str(i + 1) for i in order['order'])}"
+                   f" (one file's hits in its order, files by P(next); links "
+                   f"{_links_text(order)})")
 
 
-def _links_text(links) -> str:
-    """Link scores, those known from the document marked `d`: '0.62 1.00d 0.31'."""
-    return " ".join(f"{link.score:.2f}{'d' if link.kind == 'document' else ''}"
+def _links_text(scored: dict) -> str:
+    """Link scores of a chain or order, those known from the document marked `d`
+    ('0.62 1.00d 0.31'); a server without links gives plain scores."""
+    links = scored.get("links") or [{"kind": "scored", "score": s}
+                                    for s in scored["pair_scores"]]
+    return " ".join(f"{link['score']:.2f}{'d' if link['kind'] == 'document' else ''}"
                     for link in links) or "-"
+
+
+@main.command()
+@index_option
+@click.option("--repair", is_flag=True,
+              help="Mend what is wrong: rebuild derived data, recompute damaged vectors, "
+                   "salvage a damaged database (the damaged file is kept).")
+def check(index_dir, repair):
+    """Verify an index: database pages, keyword index, stored vectors, the vector file.
+
+    Exits 0 when the index is sound (or was mended), 1 when problems remain.
+
+    \b
+    Example:
+      bertsearch check --index my-index
+      bertsearch check --index my-index --repair
+    """
+    from indexer.check import check_index
+
+    report = check_index(index_dir, repair=repair)
+    for problem in report.problems:
+        click.echo(f"problem: {problem}")
+    for repair_made in report.repairs:
+        click.echo(f"repaired: {repair_made}")
+    if not report.problems:
+        click.echo(f"{report.location}: sound.")
+    elif not report.ok:
+        raise click.ClickException(
+            f"{report.location} has problems; run `bertsearch check --index {index_dir} "
+            f"--repair`." if not repair else f"{report.location} still has problems.")
 
 
 @main.group()
@@ -311,10 +366,16 @@ def documents_delete(doc_id, index_dir):
 @click.option("--classifier", default=None, type=click.Path(file_okay=False),
               help="A `bertsearch finetune` output folder to serve on /classify.")
 @backend_option
+@click.option("--strict-model-names", is_flag=True,
+              help="On /v1/embeddings accept only the served model's own names (by default "
+                   "any name means the served model, as OpenAI clients send their own).")
+@click.option("--read-timeout", default=30.0, show_default=True, type=click.FloatRange(1, 3600),
+              help="Seconds a client has to send a request's headers, and again its body.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@click.option("--no-access-log", is_flag=True, help="No JSON line per request on stderr.")
 def serve(index_dir, host, port, model, api_key, coherence_model, classifier, backend,
-          log_level):
+          strict_model_names, read_timeout, log_level, no_access_log):
     """Serve search, embeddings and coherence over HTTP (OpenAPI docs at /docs).
 
     \b
@@ -323,14 +384,13 @@ def serve(index_dir, host, port, model, api_key, coherence_model, classifier, ba
       curl -s localhost:8000/search -H 'content-type: application/json' \\
            -d '{"query": "how is BERT pretrained?", "k": 3}'
     """
-    import uvicorn
-
-    from server import ServerSettings, create_app
+    from server import ServerSettings, serve
 
     settings = ServerSettings(index_dir=index_dir, model=model, api_key=api_key,
                               coherence_model=coherence_model, classifier=classifier,
-                              backend=backend)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+                              backend=backend, strict_model_names=strict_model_names,
+                              header_timeout_s=read_timeout, body_timeout_s=read_timeout)
+    serve(settings, host=host, port=port, log_level=log_level, access_log=not no_access_log)
 
 
 @main.command()
@@ -615,41 +675,102 @@ def _shown_path(path: str) -> str:
     return path if relative.startswith("..") else relative
 
 
-def _snippet(hit) -> str:
+def _snippet(hit: dict) -> str:
     """The passage flattened to one line around its first matched word, the query's words
     in bold (click drops the styling when the output is not a terminal)."""
     from indexer.keywords import mark, snippet
 
-    line, spans = snippet(hit.text, list(hit.highlights), width=160)
+    line, spans = snippet(hit["text"] or "", [tuple(s) for s in hit["highlights"]],
+                          width=160)
     return mark(line, spans, "\x1b[1m", "\x1b[22m")
 
 
 class _progress_bar:
-    """A tqdm bar (files, passages, passages/s, ETA) on a terminal; nothing otherwise."""
+    """Indexing progress: a bar over the bytes to embed (rate, time left) on a terminal; a
+    plain line at least every `LOG_EVERY_S` seconds otherwise (cron, logs, `tee`)."""
+
+    LOG_EVERY_S = 10.0
 
     def __init__(self, quiet: bool):
-        self.enabled = not quiet and sys.stderr.isatty()
+        self.quiet = quiet
+        self.terminal = sys.stderr.isatty()
         self.bar = None
-        self.started = None
+        self.last_line = 0.0
+        self.state = None
 
     def __enter__(self):
-        return self if self.enabled else None
+        return self
 
-    def __call__(self, done: int, total: int, passages: int) -> None:
+    def __call__(self, progress) -> None:
         import time
 
+        self.state = progress
+        if self.quiet:
+            return
+        if self.terminal:
+            self._draw(progress)
+        elif time.monotonic() - self.last_line >= self.LOG_EVERY_S:
+            self.last_line = time.monotonic()
+            click.echo(f"indexing: {_progress_line(progress)}", err=True)
+
+    def _draw(self, progress) -> None:
         from tqdm import tqdm
 
         if self.bar is None:
-            self.bar = tqdm(total=total, unit="file", dynamic_ncols=True, file=sys.stderr)
-            self.started = time.perf_counter()
-        rate = passages / max(time.perf_counter() - self.started, 1e-9)
-        self.bar.set_postfix_str(f"{passages} passages, {rate:.1f} passages/s", refresh=False)
-        self.bar.update(done - self.bar.n)
+            self.bar = tqdm(total=max(progress.bytes_total, 1), unit="B", unit_scale=True,
+                            dynamic_ncols=True, file=sys.stderr, smoothing=0.05)
+        self.bar.n = min(progress.bytes_done, self.bar.total)
+        self.bar.set_postfix_str(f"{progress.files_done}/{progress.files_total} files, "
+                                 f"{progress.passages} passages, "
+                                 f"{progress.passages_per_second:.1f} passages/s",
+                                 refresh=True)
 
-    def __exit__(self, *exc):
+    def __exit__(self, kind, *exc):
         if self.bar is not None:
             self.bar.close()
+        if kind is None and not self.terminal and not self.quiet and self.state:
+            click.echo(f"indexing: done, {_progress_line(self.state)}", err=True)
+
+
+def _progress_line(progress) -> str:
+    share = progress.bytes_done / progress.bytes_total if progress.bytes_total else 1.0
+    left = progress.seconds_left
+    eta = "" if left is None else f", about {_duration(left)} left"
+    return (f"{progress.files_done}/{progress.files_total} files, {share:.0%} of "
+            f"{progress.bytes_total / 1e6:.1f} MB to read, {progress.passages} passages at "
+            f"{progress.passages_per_second:.1f}/s{eta}")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def _interrupted(progress, batch_size: int) -> str:
+    done = progress.passages if progress else 0
+    return (f"Interrupted after embedding {done} passages in this run. Everything committed "
+            f"is kept (at most the batch in flight, up to {batch_size} passages, is lost); "
+            f"run the same command again to continue where it stopped.")
+
+
+class _stop_on_sigterm:
+    """SIGTERM (a service manager stopping the job) ends indexing as Ctrl-C does: with a
+    line saying what was kept, instead of silently."""
+
+    def __enter__(self):
+        import signal
+
+        def interrupt(signum, frame):
+            raise KeyboardInterrupt
+
+        self.previous = signal.signal(signal.SIGTERM, interrupt)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        signal.signal(signal.SIGTERM, self.previous)
 
 
 def _read_texts(texts: tuple[str, ...]) -> list[str]:

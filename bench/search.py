@@ -153,14 +153,20 @@ def distinct(paths: list[str]) -> list[str]:
 
 
 def evaluate(index, queries, runs: dict, depth: int = 100) -> dict[str, float]:
-    """nDCG@10 x 100 of each named run. Each query is searched once per mode (`depth`
-    hits); a run ranks files from those lists: `runs[name](dense, keyword) -> paths`."""
+    """nDCG@10 x 100 of each named run. Each query's ranked lists (`Index.rankings`: dense
+    passages, keyword passages, first passages; `depth` hits each) are fetched once; a run
+    ranks files from them: `runs[name](lists) -> paths`."""
     scores: dict[str, list[float]] = {name: [] for name in runs}
+    scores.update({"DEFAULT: Index.search (hybrid, by documents)": [],
+                   "Index.search (hybrid, by passages)": []})
     for query, relevant in queries:
-        dense = index.search(query, depth, mode="dense")
-        keyword = index.search(query, depth, mode="keyword")
+        lists = index.rankings(query, depth)
         for name, run in runs.items():
-            scores[name].append(ndcg_at_10(distinct(run(dense, keyword)), relevant))
+            scores[name].append(ndcg_at_10(distinct(run(lists)), relevant))
+        for name, group in (("DEFAULT: Index.search (hybrid, by documents)", "documents"),
+                            ("Index.search (hybrid, by passages)", "passages")):
+            hits = index.search(query, 10, group=group)
+            scores[name].append(ndcg_at_10(distinct([h.path for h in hits]), relevant))
     return {name: 100 * float(np.mean(values)) for name, values in scores.items()}
 
 
@@ -184,24 +190,42 @@ def whole_file_baseline(folder: Path, queries, encoder) -> float:
 
 
 def mode_runs(rrf_values: list[float], depths=(20, 50, 100)) -> dict:
-    """dense, keyword, and hybrid as `Index.search` fuses them (`reciprocal_rank_fusion`
-    over each list's top `depth`) for several constants and depths."""
+    """dense, keyword, and hybrid as `Index.search` fuses passages
+    (`reciprocal_rank_fusion` over each list's top `depth`) for several constants and
+    depths; then document-level rankings (`group="documents"`): each list ranks
+    documents by their first appearance, and the document rankings are fused, with and
+    without the documents' first passages as a third list."""
     from indexer.fusion import reciprocal_rank_fusion
+    from indexer.index import document_ranking
 
-    def hybrid(constant, depth, weights=None):
-        def run(dense, keyword):
-            by_id = {h.passage_id: h.path for h in dense + keyword}
+    def hybrid(constant, depth):
+        def run(lists):
+            by_id = {h.passage_id: h.path for h in lists["dense"] + lists["keyword"]}
             fused = reciprocal_rank_fusion(
-                {"dense": [h.passage_id for h in dense[:depth]],
-                 "keyword": [h.passage_id for h in keyword[:depth]]}, 100, weights, constant)
+                {name: [h.passage_id for h in lists[name][:depth]]
+                 for name in ("dense", "keyword")}, 100, None, constant)
             return [by_id[i] for i, _ in fused]
         return run
 
-    runs = {"dense": lambda d, k: [h.path for h in d],
-            "keyword": lambda d, k: [h.path for h in k]}
+    def documents(names, constant, weights=None):
+        def run(lists):
+            ranked = document_ranking({n: lists[n] for n in names}, 100, weights, constant)
+            return [hits[0].path for _, hits in ranked]
+        return run
+
+    runs = {"dense": lambda lists: [h.path for h in lists["dense"]],
+            "keyword": lambda lists: [h.path for h in lists["keyword"]],
+            "first passages (dense)": lambda lists: [h.path for h in lists["first"]]}
     for c in rrf_values:
         for depth in depths:
             runs[f"hybrid (rrf {c:g}, depth {depth})"] = hybrid(c, depth)
+    for c in rrf_values:
+        runs[f"documents: dense+keyword (rrf {c:g})"] = documents(("dense", "keyword"), c)
+        runs[f"documents: dense+keyword+first (rrf {c:g})"] = documents(
+            ("dense", "keyword", "first"), c)
+        for w in (0.5, 2.0):
+            runs[f"documents: dense+keyword+first x{w:g} (rrf {c:g})"] = documents(
+                ("dense", "keyword", "first"), c, {"first": w})
     return runs
 
 
@@ -212,6 +236,8 @@ def main() -> None:
     parser.add_argument("--work", default=None, help="keep corpora and indexes here")
     parser.add_argument("--rrf", default="10,30,60", help="RRF constants to compare")
     parser.add_argument("--recipes", default="plain,headings")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the indexes already in --work (measure rankings only)")
     args = parser.parse_args()
 
     from embedder import Encoder
@@ -223,7 +249,7 @@ def main() -> None:
     for name, make, size in (("questions (Debian FAQ)", question_corpus, args.files),
                              ("exact terms (linux-docs)", term_corpus, args.term_files)):
         folder = work / name.split()[0]
-        if folder.exists():
+        if folder.exists() and not args.reuse:
             shutil.rmtree(folder)
         queries = make(folder, size)
         sets[name] = (folder, queries)
@@ -237,16 +263,17 @@ def main() -> None:
                      whole_file_baseline(folder, queries, encoder), "-"])
         for recipe in args.recipes.split(","):
             index_dir = work / f"{folder.name}-{recipe}"
-            shutil.rmtree(index_dir, ignore_errors=True)
-            with Timer() as t:
-                report = build_index(folder, index_dir, encoder, context=recipe)
-            rate = report.passages_written / t.seconds
+            rate = float("nan")
+            if not (args.reuse and index_dir.exists()):
+                shutil.rmtree(index_dir, ignore_errors=True)
+                with Timer() as t:
+                    report = build_index(folder, index_dir, encoder, context=recipe)
+                rate = report.passages_written / t.seconds
             with Index.open(index_dir, encoder=encoder) as index:
                 scores = evaluate(index, queries, runs)
             for run_name, score in scores.items():
                 rows.append([name, run_name, recipe, score, f"{rate:.1f}"])
-            print(f"{name}, {recipe}: {report.passages_written} passages, "
-                  f"{rate:.1f} passages/s", flush=True)
+            print(f"{name}, {recipe}: {rate:.1f} passages/s", flush=True)
     print_table(["set", "ranking", "recipe", "nDCG@10", "index passages/s"], rows)
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)

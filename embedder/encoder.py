@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import os
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -76,6 +77,7 @@ class Encoder:
         # its own copy for token_spans: the indexer chunks on one thread while it encodes on
         # another, and a Rust tokenizer must not be used by two threads at once
         self._span_tokenizer = copy.deepcopy(tokenizer)
+        self._span_lock = threading.Lock()  # and chunking itself may run on two threads
         self.name = name  # for people: "all-MiniLM-L6-v2" or the folder's name
         self.source = source  # for machines: what Encoder.load takes to load it again
         self.max_seq_length = max_seq_length
@@ -153,10 +155,12 @@ class Encoder:
         texts = _check_texts(texts)
         if not texts:
             return []
-        return [[tuple(span) for span in spans] for spans in self._span_tokenizer(
-            texts, add_special_tokens=False, return_offsets_mapping=True,
-            return_attention_mask=False, return_token_type_ids=False, verbose=False,
-        )["offset_mapping"]]
+        with self._span_lock:
+            mapping = self._span_tokenizer(
+                texts, add_special_tokens=False, return_offsets_mapping=True,
+                return_attention_mask=False, return_token_type_ids=False, verbose=False,
+            )["offset_mapping"]
+        return [[tuple(span) for span in spans] for spans in mapping]
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Tokens each text would occupy as model input, `[CLS]` and `[SEP]` included."""
@@ -166,7 +170,7 @@ class Encoder:
 
     def encode(self, texts: Sequence[str], *, pooling: str | None = None,
                normalize: bool | None = None, batch_size: int = 64,
-               max_batch_tokens: int = MAX_BATCH_TOKENS) -> np.ndarray:
+               max_batch_tokens: int = MAX_BATCH_TOKENS, on_batch=None) -> np.ndarray:
         """Embed texts.
 
         Args:
@@ -182,6 +186,8 @@ class Encoder:
                 CPU for every backend when all were padded (bench/embed.py --budgets):
                 larger batches of long texts fall out of cache. Padded passes are split
                 further where padding would cost more than another pass (`plan_batches`).
+            on_batch: called with the number of texts embedded after each forward pass
+                (progress bars).
 
         Returns:
             float32 array `(len(texts), dimension)` in the input order.
@@ -190,7 +196,8 @@ class Encoder:
             TruncationWarning: when any text exceeded `max_seq_length` tokens.
         """
         result = self.encode_detailed(texts, pooling=pooling, normalize=normalize,
-                                      batch_size=batch_size, max_batch_tokens=max_batch_tokens)
+                                      batch_size=batch_size, max_batch_tokens=max_batch_tokens,
+                                      on_batch=on_batch)
         if result.truncated:
             warnings.warn(
                 f"{len(result.truncated)} of {len(result.token_counts)} texts were longer than "
@@ -202,14 +209,29 @@ class Encoder:
 
     def encode_detailed(self, texts: Sequence[str], *, pooling: str | None = None,
                         normalize: bool | None = None, batch_size: int = 64,
-                        max_batch_tokens: int = MAX_BATCH_TOKENS) -> Encoded:
+                        max_batch_tokens: int = MAX_BATCH_TOKENS, on_batch=None) -> Encoded:
         """Like `encode`, but also returns token counts and which texts were truncated."""
+        return self.encode_token_ids(self.tokenize(_check_not_blank(texts)), pooling=pooling,
+                                     normalize=normalize, batch_size=batch_size,
+                                     max_batch_tokens=max_batch_tokens, on_batch=on_batch)
+
+    def encode_token_ids(self, token_ids: Sequence[Sequence[int]], *,
+                         pooling: str | None = None, normalize: bool | None = None,
+                         batch_size: int = 64, max_batch_tokens: int = MAX_BATCH_TOKENS,
+                         on_batch=None) -> Encoded:
+        """Embed texts given as token ids of this model's vocabulary, without `[CLS]` and
+        `[SEP]` (they are added; ids that already begin with `[CLS]` and end with `[SEP]`
+        are taken as they are).
+
+        Raises:
+            InvalidInputError: an id outside the vocabulary, or an empty sequence.
+        """
         pooling = pooling or self.pooling
         _check_pooling(pooling)
         normalize = self.normalize if normalize is None else normalize
         if batch_size < 1:
             raise InvalidInputError(f"batch_size must be at least 1; got {batch_size}.")
-        token_ids = self.tokenize(texts)
+        token_ids = [self._content_ids(ids, i) for i, ids in enumerate(token_ids)]
         counts = [len(ids) + 2 for ids in token_ids]
         out = np.zeros((len(token_ids), self.dimension), dtype=np.float32)
         order = sorted(range(len(token_ids)), key=lambda i: -counts[i])  # longest first
@@ -217,8 +239,25 @@ class Encoder:
             inputs = [pack_inputs(token_ids[i], None, self.special, self.max_seq_length)
                       for i in batch]
             out[batch] = self._forward(inputs, pooling, normalize)
+            if on_batch is not None:
+                on_batch(len(batch))
         truncated = [i for i, n in enumerate(counts) if n > self.max_seq_length]
         return Encoded(out, counts, truncated)
+
+    def _content_ids(self, ids: Sequence[int], i: int) -> list[int]:
+        ids = list(ids)
+        vocabulary = self.vocabulary_size
+        if any(isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < vocabulary
+               for t in ids):
+            raise InvalidInputError(f"Token ids of input {i} must be whole numbers from 0 to "
+                                    f"{vocabulary - 1} (this model's vocabulary).")
+        if len(ids) >= 2 and ids[0] == self.special.cls and ids[-1] == self.special.sep:
+            ids = ids[1:-1]
+        return ids
+
+    @property
+    def vocabulary_size(self) -> int:
+        return int(self.model.config.vocab_size)
 
     def _plan(self, order: list[int], counts: list[int], batch_size: int,
               max_tokens: int) -> list[list[int]]:
@@ -239,14 +278,26 @@ class Encoder:
                 vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
         return vectors.float().cpu().numpy()
 
-    # -- RAG-framework-friendly names -----------------------------------------------------
+    # -- RAG frameworks ------------------------------------------------------------------
+
+    def as_langchain(self):
+        """This encoder as a LangChain `Embeddings` (needs `bertsearch[langchain]`)."""
+        from .frameworks import langchain_embeddings
+
+        return langchain_embeddings(self)
+
+    def as_llama_index(self):
+        """This encoder as a LlamaIndex `BaseEmbedding` (needs `bertsearch[llamaindex]`)."""
+        from .frameworks import llama_index_embedding
+
+        return llama_index_embedding(self)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        """Embed documents for a vector store (LangChain / LlamaIndex method name)."""
-        return self.encode(list(texts)).tolist()
+        """Embed documents as lists of floats (what vector stores take)."""
+        return self.encode(list(texts)).tolist() if texts else []
 
     def embed_query(self, text: str) -> list[float]:
-        """Embed one query (LangChain / LlamaIndex method name)."""
+        """Embed one query as a list of floats."""
         if not isinstance(text, str):
             raise InvalidInputError(f"embed_query takes one string; got {type(text).__name__}.")
         return self.encode([text])[0].tolist()
@@ -309,5 +360,20 @@ def _check_texts(texts) -> list[str]:
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise InvalidInputError(f"Text {i} is a {type(text).__name__}, not a string.")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidInputError(f"Text {i} has an unpaired surrogate at position "
+                                    f"{exc.start}; pass valid Unicode text.") from None
+    return texts
+
+
+def _check_not_blank(texts) -> list[str]:
+    """One rule with the CLI and HTTP: an empty or whitespace-only text is refused."""
+    texts = _check_texts(texts)
+    for i, text in enumerate(texts):
+        if not text.strip():
+            raise InvalidInputError(f"Text {i} is empty (or only whitespace): there is nothing "
+                                    f"to embed.")
     return texts
 

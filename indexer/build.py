@@ -14,10 +14,11 @@ records, everything is re-embedded, and the report says why.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from embedder.prefetch import prefetch
@@ -34,10 +35,28 @@ from .documents import (
     read_bytes,
     walk_folder,
 )
-from .errors import FolderNotFoundError, IndexerError, IndexMismatchError
-from .passages import DEFAULT_RECIPE, RECIPES, document_passages, embedding_inputs
+from .errors import FolderNotFoundError, IndexCorruptError, IndexerError, IndexMismatchError
+from .passages import (
+    DEFAULT_RECIPE,
+    RECIPES,
+    document_passages,
+    embedding_inputs,
+    iter_passages,
+)
 from .settings import IndexSettings, TextEncoder
-from .store import FOLDER, NewDocument, NewPassage, Store, StoredDocument, open_store
+from .store import (
+    FIRST,
+    FOLDER,
+    LAST,
+    MIDDLE,
+    PARTIAL,
+    WHOLE,
+    NewDocument,
+    NewPassage,
+    Store,
+    StoredDocument,
+    open_store,
+)
 from .vectors import choose_kind
 
 
@@ -69,7 +88,33 @@ class SyncReport:
                 f"in {self.seconds:.1f}s")
 
 
-ProgressCallback = Callable[[int, int, int], None]  # (files done, files total, passages)
+@dataclass
+class Progress:
+    """Where a sync stands, for progress bars and log lines. Only files that need reading
+    count in the byte totals (an unchanged file costs a stat), so the rate and the time
+    left follow the work that remains."""
+
+    files_done: int = 0
+    files_total: int = 0
+    bytes_done: int = 0  # of the files to read, those embedded (or found unusable)
+    bytes_total: int = 0
+    passages: int = 0  # embedded so far in this run
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def passages_per_second(self) -> float:
+        return self.passages / max(time.monotonic() - self.started, 1e-9)
+
+    @property
+    def seconds_left(self) -> float | None:
+        """From the bytes embedded so far; None until there is a rate to go by."""
+        elapsed = time.monotonic() - self.started
+        if not self.bytes_done or elapsed < 1:
+            return None
+        return (self.bytes_total - self.bytes_done) * elapsed / self.bytes_done
+
+
+ProgressCallback = Callable[[Progress], None]
 
 
 def build_index(folder: str | Path, index: str | Path, encoder: TextEncoder, *,
@@ -93,7 +138,7 @@ def build_index(folder: str | Path, index: str | Path, encoder: TextEncoder, *,
         max_file_bytes: larger files are skipped and reported.
         batch_passages: passages embedded and committed together.
         wait: wait for another writer of this index to finish instead of failing.
-        progress: called as work goes with (files done, files total, passages written).
+        progress: called with a `Progress` after each file and each encoder batch.
 
     Raises:
         FolderNotFoundError: `folder` is not a folder.
@@ -101,10 +146,7 @@ def build_index(folder: str | Path, index: str | Path, encoder: TextEncoder, *,
         IndexBusyError: another writer holds the index and `wait` is False.
     """
     started = time.perf_counter()
-    root = Path(folder).expanduser()
-    if not root.is_dir():
-        raise FolderNotFoundError(f"Folder '{folder}' does not exist or is not a folder.")
-    root = root.resolve()
+    root = check_folder(folder)
     chunk.validate(encoder.max_seq_length)
     choose_kind(index_type, 0)  # validates the name before any work
     if context not in RECIPES:
@@ -114,6 +156,11 @@ def build_index(folder: str | Path, index: str | Path, encoder: TextEncoder, *,
     with open_store(index, create=True) as store, \
             store.writer_lock(f"bertsearch index {root}", wait=wait):
         report = SyncReport(str(root), store.location)
+        damage = None if rebuild else store.quick_check()
+        if damage:
+            raise IndexCorruptError(
+                f"The index at '{store.location}' is damaged ({damage}). Run `bertsearch "
+                f"check --index {store.location} --repair` first, or pass --rebuild.")
         settings = _prepare_settings(store, wanted, rebuild, report)
         sync = _Sync(store, root, encoder, settings, report, batch_passages)
         sync.run(include, exclude, max_file_bytes, progress)
@@ -140,6 +187,18 @@ def record_sync(store: Store, report: SyncReport) -> None:
                     for f in report.skipped[:MAX_RECORDED_SKIPS]],
         "skipped_total": len(report.skipped)}
     store.save_settings({"syncs": syncs})
+
+
+def check_folder(folder: str | Path) -> Path:
+    """The folder to index, resolved.
+
+    Raises:
+        FolderNotFoundError: it does not exist or is not a folder.
+    """
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise FolderNotFoundError(f"Folder '{folder}' does not exist or is not a folder.")
+    return root.resolve()
 
 
 def _prepare_settings(store: Store, wanted: IndexSettings, rebuild: bool,
@@ -201,6 +260,13 @@ def folder_metadata(root: Path, file: FoundFile, document: Extracted) -> dict:
     return metadata
 
 
+# A text longer than this is cut into passages as they are embedded and committed in parts
+# (so memory stays flat in the file's size and a crash keeps the parts done); shorter ones
+# are cut ahead, on the reading thread.
+STREAM_FROM_CHARS = 200_000
+PREFETCH_CHARS = 64_000_000  # the texts read ahead hold at most this much (one is always read)
+
+
 @dataclass
 class _Prepared:
     """What to do with one file, worked out off the writer's thread."""
@@ -212,7 +278,8 @@ class _Prepared:
     digest: str = ""
     text: str = ""
     metadata: dict = field(default_factory=dict)
-    passages: list[NewPassage] = field(default_factory=list)
+    passages: list[NewPassage] | Iterator[NewPassage] = field(default_factory=list)
+    done: int = 0  # passages a crashed run already committed (a PARTIAL document)
 
 
 class _Sync:
@@ -223,9 +290,12 @@ class _Sync:
         self.store, self.root, self.encoder = store, root, encoder
         self.settings, self.report = settings, report
         self.batch_passages = batch_passages
-        self.pending: list[tuple[NewDocument, bool]] = []  # (document, was it stored before)
+        self.pending: list[tuple[NewDocument, bool]] = []  # (document or part, stored before)
         self.pending_passages = 0
         self.reembed = report.recipe_change is not None
+        self.credited: dict[str, int] = {}  # bytes of a long document counted as done
+        self.progress = Progress()
+        self.on_progress: ProgressCallback = lambda state: None
 
     def run(self, include, exclude, max_file_bytes, progress) -> None:
         found, skipped = walk_folder(self.root, include, exclude, max_file_bytes)
@@ -235,22 +305,29 @@ class _Sync:
         gone = [doc.id for path, doc in known.items() if path not in present]
         self.report.passages_removed += self.store.delete_documents(gone)
         self.report.removed += len(gone)
+        self.progress = Progress(files_total=len(found), bytes_total=sum(
+            f.size for f in found if not self._unchanged(f, known.get(f.relpath))))
+        self.on_progress = progress or (lambda state: None)
         # Reading, hashing and chunking (tokenising) run ahead on a worker thread, so the
         # model never waits for them; all writes stay on this thread.
-        prepared = prefetch((self._prepare(f, known.get(f.relpath)) for f in found), depth=64)
-        for done, item in enumerate(prepared, 1):
+        prepared = prefetch((self._prepare(f, known.get(f.relpath)) for f in found), depth=64,
+                            cost=lambda item: len(item.text), budget=PREFETCH_CHARS)
+        for item in prepared:
             self._apply(item)
             if self.pending_passages >= self.batch_passages:
                 self.flush()
-            if progress:
-                progress(done, len(found), self.report.passages_written + self.pending_passages)
+            self.progress.files_done += 1
+            self.on_progress(self.progress)
         self.flush()
-        if progress:
-            progress(len(found), len(found), self.report.passages_written)
+        self.on_progress(self.progress)
+
+    def _unchanged(self, file: FoundFile, stored: StoredDocument | None) -> bool:
+        """Whether the file's stat says it is as stored (so it is not even read)."""
+        return bool(stored) and not self.reembed and stored.size == file.size and \
+            stored.mtime == file.mtime and not stored.content_hash.startswith(PARTIAL)
 
     def _prepare(self, file: FoundFile, stored: StoredDocument | None) -> _Prepared:
-        if stored and not self.reembed and stored.size == file.size and \
-                stored.mtime == file.mtime:
+        if self._unchanged(file, stored):
             return _Prepared(file, stored, "unchanged")
         try:
             data = read_bytes(file.path)
@@ -261,9 +338,13 @@ class _Sync:
         metadata = folder_metadata(self.root, file, document)
         if stored and not self.reembed and stored.content_hash == digest:
             return _Prepared(file, stored, "metadata", metadata=metadata)
-        passages = document_passages(document, self.encoder, self.settings.chunk)
+        done = stored.passages if stored and not self.reembed and \
+            stored.content_hash == PARTIAL + digest else 0
+        passages = iter_passages(document, self.encoder, self.settings.chunk)
+        if len(document.text) < STREAM_FROM_CHARS and not done:
+            passages = list(passages)
         return _Prepared(file, stored, "embed", None, digest, document.text, metadata,
-                         passages)
+                         passages, done)
 
     def _apply(self, item: _Prepared) -> None:
         report, stored = self.report, item.stored
@@ -274,20 +355,40 @@ class _Sync:
                                        item.metadata)
             report.unchanged += 1
             report.metadata_updated += stored.metadata != item.metadata
+            self.progress.bytes_done += item.file.size
         elif item.action == "skip":
             report.skipped.append(item.skipped)
+            self.progress.bytes_done += item.file.size
             if stored:  # it was indexed before; its old passages are stale now
                 report.passages_removed += self.store.delete_documents([stored.id])
                 report.removed += 1
         else:
-            self._add(NewDocument(
+            document = NewDocument(
                 os.path.join(self.root, item.file.relpath), FOLDER, str(self.root),
                 item.file.relpath, item.digest, item.file.size, item.file.mtime,
-                item.metadata, item.text, item.passages), stored is not None)
+                item.metadata, item.text, [])
+            if isinstance(item.passages, list):
+                self._add(replace(document, passages=item.passages), stored is not None)
+            else:
+                self._stream(document, item.passages, item.done, stored is not None)
 
     def _add(self, document: NewDocument, changed: bool) -> None:
         self.pending.append((document, changed))
         self.pending_passages += len(document.passages)
+
+    def _stream(self, document: NewDocument, passages: Iterator[NewPassage], done: int,
+                changed: bool) -> None:
+        """Embed and commit a long document in parts as its passages are cut; `done`
+        passages are already stored by a run that crashed (its parts are kept)."""
+        part, first = [], done == 0
+        for passage in itertools.islice(passages, done, None):
+            part.append(passage)
+            if self.pending_passages + len(part) >= self.batch_passages:
+                self._add(replace(document, passages=part, part=FIRST if first else MIDDLE),
+                          changed)
+                self.flush()
+                part, first = [], False
+        self._add(replace(document, passages=part, part=WHOLE if first else LAST), changed)
 
     def flush(self) -> None:
         """Embed and commit the pending documents in one transaction."""
@@ -295,14 +396,33 @@ class _Sync:
             return
         documents = [d for d, _ in self.pending]
         passages = [p for d in documents for p in d.passages]
+
+        def embedded(count: int) -> None:
+            self.progress.passages += count
+            self.on_progress(self.progress)
+
         vectors = self.encoder.encode(embedding_inputs(passages, self.encoder,
-                                                       self.settings.context))
+                                                       self.settings.context),
+                                      on_batch=embedded)
         self.store.write_documents(documents, vectors)
-        changed = sum(c for _, c in self.pending)
+        for document in documents:
+            self._credit_bytes(document)
+        finished = [c for d, c in self.pending if d.part in (WHOLE, LAST)]
         self.report.passages_written += len(passages)
-        self.report.changed += changed
-        self.report.added += len(self.pending) - changed
+        self.report.changed += sum(finished)
+        self.report.added += len(finished) - sum(finished)
         self.pending, self.pending_passages = [], 0
+
+    def _credit_bytes(self, document: NewDocument) -> None:
+        """Count a written document's bytes as done: all of them for a whole document or a
+        last part, the share of the text its passages reach for an earlier part."""
+        credited = self.credited.pop(document.key, 0)
+        if document.part in (WHOLE, LAST) or not document.passages or not document.text:
+            done = document.size
+        else:
+            done = document.size * document.passages[-1].end // len(document.text)
+            self.credited[document.key] = done
+        self.progress.bytes_done += max(0, done - credited)
 
     def reembed_api_documents(self) -> None:
         """After a recipe change, the documents API's documents are re-embedded too, from

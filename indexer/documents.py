@@ -233,6 +233,8 @@ def _jsonable(value):
 def decode_text(data: bytes) -> str:
     """Decode UTF-8 (a BOM is dropped; UTF-16 with a BOM is honoured), else cp1252.
 
+    A UTF-8 text with a few stray bytes (at most one in a thousand) stays UTF-8, the stray
+    bytes replaced by U+FFFD: one bad byte must not turn every accent into mojibake.
     Content with NUL bytes or mostly control characters is binary, not text.
     """
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
@@ -242,12 +244,22 @@ def decode_text(data: bytes) -> str:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        text = data.decode("cp1252", errors="replace")
+        text = _mostly_utf8(data)
     sample = text[:8192]
     controls = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\n\r\t\f")
-    if controls > 0.05 * len(sample) or sample.count("\ufffd") > 0.05 * len(sample):
+    if controls > 0.05 * len(sample) or sample.count("\ufffd") > max(2, 0.05 * len(sample)):
         raise UnreadableFile("binary file (mostly control or undecodable bytes)")
     return text
+
+
+def _mostly_utf8(data: bytes) -> str:
+    """UTF-8 with replacement characters when the text's valid multi-byte characters
+    outnumber its invalid bytes (a UTF-8 file with stray bytes), else cp1252 (a legacy
+    file, whose accented letters are all invalid UTF-8)."""
+    text = data.decode("utf-8-sig", errors="replace")
+    bad = text.count("\ufffd") - data.count("\ufffd".encode())
+    valid = sum(1 for ch in text if ord(ch) >= 0x80) - text.count("\ufffd")
+    return text if valid >= bad else data.decode("cp1252", errors="replace")
 
 
 class _TextExtractor(HTMLParser):
@@ -397,10 +409,23 @@ def _matches(relpath: str, include: list[str] | None, exclude: list[str] | None)
 
 
 def _rel(root: Path, path: Path) -> str:
+    """The path relative to `root`, with forward slashes. A name that is not valid UTF-8
+    (its bytes come back from the file system as surrogates) is shown escaped, `bad_\\xff`,
+    so it can be stored, printed and sent as JSON; the file is still read by its real name."""
     try:
-        return path.relative_to(root).as_posix()
+        relative = path.relative_to(root).as_posix()
     except ValueError:
-        return path.as_posix()
+        relative = path.as_posix()
+    return safe_name(relative)
+
+
+def safe_name(name: str) -> str:
+    """`name` with undecodable bytes (surrogate escapes) written as `\\xNN`."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def _os_reason(error: OSError) -> str:

@@ -8,7 +8,30 @@ beats one that only a single list found.
 
 from __future__ import annotations
 
-RRF_CONSTANT = 60  # Cormack et al.'s k; chosen again by measurement in bench/search.py
+from dataclasses import dataclass, field
+
+RRF_CONSTANT = 60  # Cormack et al.'s k (the fusions below use constants measured here)
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """Which ranked lists hybrid search fuses, with what weights and constant."""
+
+    lists: tuple[str, ...]  # "dense", "keyword", "first" (documents' first passages)
+    weights: dict[str, float] = field(default_factory=dict)
+    constant: float = RRF_CONSTANT
+
+
+def fusion_for(identifier: bool, group: str) -> Fusion:
+    """The fusion hybrid search uses, chosen by measurement (bench/search.py; figures in
+    bench/RESULTS.md, "Search modes"): a query that names something exactly trusts the
+    keyword ranking three times over; a question ranked by documents also hears the
+    documents' first passages (where a page says what it is about)."""
+    if identifier:
+        return Fusion(("dense", "keyword"), {"keyword": 3.0}, 10)
+    if group == "documents":
+        return Fusion(("dense", "keyword", "first"), {"first": 1.5}, 20)
+    return Fusion(("dense", "keyword"), {}, 10)
 
 
 def reciprocal_rank_fusion(rankings: dict[str, list[int]], k: int,

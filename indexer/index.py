@@ -23,7 +23,7 @@ import json
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 
@@ -31,18 +31,23 @@ from embedder.errors import InvalidInputError
 
 from .chunking import ChunkSettings
 from .documents import api_document, content_hash
-from .errors import IndexMismatchError, IndexNotFoundError
+from .errors import (
+    IndexCorruptError,
+    IndexMismatchError,
+    IndexNotFoundError,
+    IndexReadOnlyError,
+)
 from .filters import parse_filter
-from .fusion import reciprocal_rank_fusion
-from .keywords import highlights, keyword_terms
-from .limits import DEFAULT_MODE, MAX_K, MAX_QUERY_CHARS, MODES
+from .fusion import RRF_CONSTANT, fusion_for, reciprocal_rank_fusion
+from .keywords import highlights, identifier_like, keyword_terms
+from .limits import DEFAULT_GROUP, DEFAULT_MODE, GROUPS, MAX_K, MAX_QUERY_CHARS, MODES
 from .passages import DEFAULT_RECIPE, document_passages, embedding_inputs
 from .settings import IndexSettings, TextEncoder
 from .store import API, FOLDER, DocumentRecord, NewDocument, PassageRow, Store, open_store
 
-# how deep each list goes before hybrid fusion: the fused top k draws on both lists' top
-# HYBRID_DEPTH (measured: bench/RESULTS.md, "Search modes")
-HYBRID_DEPTH = 50
+# how deep each list goes before hybrid fusion: the fused top k draws on the lists' top
+# HYBRID_DEPTH (measured: bench/RESULTS.md, "Search modes"; 100 beat 20 and 50)
+HYBRID_DEPTH = 100
 MAX_ID_CHARS = 512
 MAX_METADATA_BYTES = 64 * 1024
 MAX_DOCUMENT_CHARS = 10 * 1024 * 1024
@@ -66,6 +71,7 @@ class Hit:
     headings: tuple[str, ...] = ()  # the document's title and the sections above the passage
     metadata: dict = field(default_factory=dict)
     highlights: tuple[tuple[int, int], ...] = ()  # spans of the query's words in `text`
+    context: tuple[Hit, ...] = ()  # grouped by document: its other passages that ranked
 
     @property
     def file(self) -> str:
@@ -73,9 +79,10 @@ class Hit:
         return os.path.join(self.root, self.path) if self.root else self.path
 
     def to_dict(self) -> dict:
-        data = asdict(self)
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["headings"] = list(self.headings)
         data["highlights"] = [list(span) for span in self.highlights]
+        data["context"] = [hit.to_dict() for hit in self.context]
         return {**data, "file": self.file}
 
 
@@ -171,14 +178,18 @@ class Index:
     # -- search ---------------------------------------------------------------------------
 
     def search(self, query: str, k: int = 10, *, filter: dict | None = None,
-               mode: str | None = None, vector: np.ndarray | None = None) -> list[Hit]:
-        """The `k` passages that best answer `query`, best first.
+               mode: str | None = None, group: str | None = None,
+               vector: np.ndarray | None = None) -> list[Hit]:
+        """The `k` best answers to `query`, best first.
 
         Args:
             query: the question or terms (1 to `MAX_QUERY_CHARS` characters).
             k: how many hits, 1 to `MAX_K`.
             filter: a metadata filter (`indexer.filters`), e.g. `{"year": {"$gte": 2020}}`.
             mode: `hybrid`, `dense` or `keyword`; default `DEFAULT_MODE`.
+            group: `documents` (one hit per document: its best passage, with the others
+                found as `context`) or `passages` (the best passages, several per document
+                if they rank); default `DEFAULT_GROUP`.
             vector: the query's embedding when the caller already has it (the server
                 batches queries); default: embedded here.
 
@@ -187,31 +198,59 @@ class Index:
             FilterError: a filter outside the dialect.
         """
         query = check_query(query)
-        k, mode, where = check_k(k), check_mode(mode), parse_filter(filter)
+        k, mode, group = check_k(k), check_mode(mode), check_group(group)
+        fusion = fusion_for(identifier_like(query), group)
+        names = fusion.lists if mode == "hybrid" else (mode,)
+        depth = max(HYBRID_DEPTH, 2 * k) if mode == "hybrid" or group == "documents" else k
+        lists = self.rankings(query, depth, lists=names, filter=filter, vector=vector)
+        if group == "documents":
+            ranked = document_ranking(lists, k, fusion.weights, fusion.constant)
+            return [replace(best, score=score if mode == "hybrid" else best.score,
+                            context=tuple(others)) for score, (best, *others) in ranked]
+        if mode != "hybrid":
+            return lists[mode][:k]
+        by_id = {h.passage_id: h for hits in lists.values() for h in hits}
+        fused = reciprocal_rank_fusion({n: [h.passage_id for h in lists[n]] for n in names}, k,
+                                       fusion.weights, fusion.constant)
+        return [replace(by_id[i], score=score) for i, score in fused]
+
+    def rankings(self, query: str, depth: int, *, lists=("dense", "keyword", "first"),
+                 filter: dict | None = None, vector: np.ndarray | None = None,
+                 ) -> dict[str, list[Hit]]:
+        """The ranked lists search modes fuse, each `depth` deep: `dense` (passages by
+        embedding), `keyword` (passages by BM25) and `first` (documents' first passages by
+        embedding). For measuring fusions (bench/search.py) and for building on."""
+        query, where = check_query(query), parse_filter(filter)
+        self._refuse_damage()
+        if {"dense", "first"} & set(lists) and vector is None:
+            vector = self.encoder.encode([query])
         self.refresh()
-        depth = max(k, HYBRID_DEPTH) if mode == "hybrid" else k
-        lists: dict[str, list[tuple[int, float]]] = {}
-        if mode in ("dense", "hybrid"):
-            if vector is None:
-                vector = self.encoder.encode([query])
-            lists["dense"] = self.store.dense_search(np.asarray(vector).reshape(1, -1),
-                                                     depth, where)[0]
-        if mode in ("keyword", "hybrid"):
-            lists["keyword"] = self.store.keyword_search(keyword_terms(query), depth, where)
-        if mode == "hybrid":
-            ranked = reciprocal_rank_fusion(
-                {name: [i for i, _ in hits] for name, hits in lists.items()}, k)
-        else:
-            ranked = lists[mode][:k]
-        return self._hits(ranked, query)
+        out = {}
+        for name in lists:
+            if name == "keyword":
+                ranked = self.store.keyword_search(keyword_terms(query), depth, where)
+            else:
+                ranked = self.store.dense_search(np.asarray(vector).reshape(1, -1), depth,
+                                                 where, first_only=name == "first")[0]
+            out[name] = self._hits(ranked, query)
+        return out
 
     def search_vectors(self, queries: np.ndarray, k: int = 10, *,
                        filter: dict | None = None) -> list[list[Hit]]:
         """Dense search with query vectors `(n, dimension)`: one list of hits per query."""
         k, where = check_k(k), parse_filter(filter)
+        self._refuse_damage()
         self.refresh()
         found = self.store.dense_search(np.asarray(queries, dtype=np.float32), k, where)
         return [self._hits(ranked) for ranked in found]
+
+    def _refuse_damage(self) -> None:
+        damage = self.store.health()
+        if damage:
+            raise IndexCorruptError(
+                f"The index at '{self.store.location}' is damaged ({damage}); it is not "
+                f"searched until `bertsearch check --index {self.store.location} --repair` "
+                f"mends it.")
 
     def _hits(self, ranked: list[tuple[int, float]], query: str | None = None) -> list[Hit]:
         rows = self.store.passages([i for i, _ in ranked])
@@ -239,6 +278,7 @@ class Index:
                 an id that belongs to a folder's file (sync the folder instead).
         """
         id, metadata = check_document_id(id), check_metadata(metadata)
+        self._refuse_read_only()
         if not isinstance(text, str) or not text.strip():
             raise InvalidInputError("A document's text must be a non-empty string.")
         if len(text) > MAX_DOCUMENT_CHARS:
@@ -278,6 +318,7 @@ class Index:
             InvalidInputError: the id belongs to a folder's file (delete the file and sync).
         """
         id = check_document_id(id)
+        self._refuse_read_only()
         with self._write_lock:
             stored = self.store.stored_document(id)
             if stored is None:
@@ -289,11 +330,23 @@ class Index:
             self.store.delete_documents([stored.id])
         return True
 
+    def _refuse_read_only(self) -> None:
+        if self.store.read_only:
+            raise IndexReadOnlyError(f"The index at '{self.store.location}' is open "
+                                     f"read-only: it can be searched but not changed.")
+
     def _passage_count(self, id: str) -> int:
         record = self.store.document(id)
         return record.passages if record else 0
 
     # -- the rest --------------------------------------------------------------------------
+
+    def as_langchain(self):
+        """This index as a LangChain `VectorStore` (needs `bertsearch[langchain]`):
+        `add_texts`, `similarity_search(query, k, filter=...)`, `delete`, `as_retriever()`."""
+        from .frameworks import langchain_vector_store
+
+        return langchain_vector_store(self)
 
     def stats(self) -> dict:
         """Counts, the settings that made the index, and each folder's last sync (when,
@@ -320,6 +373,27 @@ class Index:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def document_ranking(lists: dict[str, list[Hit]], k: int,
+                     weights: dict[str, float] | None = None,
+                     constant: float = RRF_CONSTANT) -> list[tuple[float, list[Hit]]]:
+    """Documents ranked by fusing, over the lists, the rank at which each document first
+    appears (reciprocal rank). Each document comes with its passages the lists found, its
+    best first (by the passages' own fused rank): `[(score, [best, *context]), ...]`."""
+    appearances = {name: list(dict.fromkeys(h.document_id for h in hits))
+                   for name, hits in lists.items()}
+    ranked = reciprocal_rank_fusion(appearances, k, weights, constant)
+    passage_rank = dict(reciprocal_rank_fusion(
+        {name: [h.passage_id for h in hits] for name, hits in lists.items()},
+        sum(len(hits) for hits in lists.values()), weights, constant))
+    by_document: dict[str, dict[int, Hit]] = {}
+    for hits in lists.values():
+        for hit in hits:
+            by_document.setdefault(hit.document_id, {}).setdefault(hit.passage_id, hit)
+    return [(score, sorted(by_document[doc].values(),
+                           key=lambda h: -passage_rank[h.passage_id]))
+            for doc, score in ranked]
 
 
 def make_hit(row: PassageRow, score: float, query: str | None = None) -> Hit:
@@ -357,6 +431,14 @@ def check_mode(mode) -> str:
     if mode not in MODES:
         raise InvalidInputError(f"mode must be one of {', '.join(MODES)}; got {mode!r}.")
     return mode
+
+
+def check_group(group) -> str:
+    if group is None:
+        return DEFAULT_GROUP
+    if group not in GROUPS:
+        raise InvalidInputError(f"group must be one of {', '.join(GROUPS)}; got {group!r}.")
+    return group
 
 
 def check_document_id(id) -> str:

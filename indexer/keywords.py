@@ -48,6 +48,18 @@ def keyword_terms(query: str) -> list[Term]:
     return unique[:MAX_TERMS]
 
 
+_IDENTIFIER = re.compile(r"[_\-./:()#=]|[A-Z]{3,}|[a-z][A-Z]|\d")
+
+
+def identifier_like(query: str) -> bool:
+    """Whether a query names something exactly (an identifier, option, error code, file
+    name — `CONFIG_DEBUG_FS`, `--chunk-tokens`, `EADDRINUSE`, `os.path.join`) rather than
+    asking in words: at most three tokens, one of them shaped like code (an underscore,
+    punctuation inside, capitals in a row or in the middle, digits)."""
+    tokens = query.split()
+    return 0 < len(tokens) <= 3 and any(_IDENTIFIER.search(t.strip("?!,;\"'")) for t in tokens)
+
+
 def highlights(text: str, query: str) -> list[tuple[int, int]]:
     """Character spans `(start, end)` of the query's words in `text`, in order."""
     wanted = {w for w in words(query) if w not in STOPWORDS} or set(words(query))

@@ -13,7 +13,7 @@ up outer headings first, the innermost heading and the title last.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
 
 from .chunking import Chunk, ChunkSettings, chunk_text
 from .documents import Extracted
@@ -29,29 +29,39 @@ CONTEXT_SEPARATOR = " > "
 MAX_CONTEXT_TOKENS = 48  # the heading path never takes more than this
 
 
-@dataclass(frozen=True)
-class PassageRecipe:
-    """How passages are cut and what they are embedded with; an index records it."""
-
-    chunk: ChunkSettings = ChunkSettings()
-    context: str = DEFAULT_RECIPE
-
-
 def document_passages(document: Extracted, encoder: TextEncoder,
                       chunk: ChunkSettings) -> list[NewPassage]:
     """The passages of one document, each with its heading path."""
-    return [NewPassage(c.ordinal, c.start, c.end, c.line_start, c.line_end, c.tokens, c.text,
-                       heading_path(document.sections, c.start, document.title))
-            for c in chunk_document(document.text, encoder, chunk)]
+    return list(iter_passages(document, encoder, chunk))
+
+
+def iter_passages(document: Extracted, encoder: TextEncoder,
+                  chunk: ChunkSettings) -> Iterator[NewPassage]:
+    """The passages of one document, produced as they are cut (a block of the text at a
+    time), so a very long document never holds all its tokens at once."""
+    for c in iter_chunks(document.text, encoder, chunk):
+        yield NewPassage(c.ordinal, c.start, c.end, c.line_start, c.line_end, c.tokens,
+                         c.text, heading_path(document.sections, c.start, document.title))
 
 
 def chunk_document(text: str, encoder: TextEncoder, chunk: ChunkSettings) -> list[Chunk]:
     """Passages of one text, token-bounded by the encoder's tokenizer."""
-    spans: list[tuple[int, int]] = []
-    blocks = _blocks(text, TOKENIZE_BLOCK_CHARS)
-    for (offset, _), block_spans in zip(blocks, encoder.token_spans([b for _, b in blocks])):
-        spans.extend((offset + s, offset + e) for s, e in block_spans)
-    return chunk_text(text, spans, chunk)
+    return list(iter_chunks(text, encoder, chunk))
+
+
+def iter_chunks(text: str, encoder: TextEncoder, chunk: ChunkSettings) -> Iterator[Chunk]:
+    """Chunks of a text, block by block: blocks of about `TOKENIZE_BLOCK_CHARS` end at a
+    paragraph (else line) break, where a passage would end anyway; a passage never spans
+    two blocks (nor overlaps across one)."""
+    ordinal, lines_before = 0, 0
+    for offset, block in _blocks(text, TOKENIZE_BLOCK_CHARS):
+        spans = encoder.token_spans([block])[0]
+        for c in chunk_text(block, spans, chunk):
+            yield Chunk(ordinal, offset + c.start, offset + c.end,
+                        lines_before + c.line_start, lines_before + c.line_end, c.tokens,
+                        c.text)
+            ordinal += 1
+        lines_before += block.count("\n")
 
 
 def _blocks(text: str, size: int) -> list[tuple[int, str]]:

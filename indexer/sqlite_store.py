@@ -18,6 +18,7 @@ import functools
 import json
 import os
 import re
+import shutil
 import socket
 import sqlite3
 import threading
@@ -32,8 +33,13 @@ from .errors import IndexBusyError, IndexCorruptError, IndexNotFoundError, Index
 from .filters import ID_FIELD, All, Any, Condition, Filter, glob_to_regex
 from .store import (
     FOLDER,
+    LAST,
+    MIDDLE,
+    PARTIAL,
+    WHOLE,
     DocumentRecord,
     NewDocument,
+    NewPassage,
     PassageRow,
     Store,
     StoredDocument,
@@ -127,29 +133,36 @@ class SQLiteStore(Store):
     connection, used under a lock."""
 
     kind = "sqlite"
+    damage: str | None = None  # what SQLite said when it found the file damaged
 
-    def __init__(self, folder: Path, read_only: bool = False):
+    def __init__(self, folder: Path, read_only: bool = False, immutable: bool = False):
         self.folder = folder
         self.location = str(folder)
         self.path = folder / DB_NAME
-        self.read_only = read_only
+        self.read_only = read_only or immutable
+        self.immutable = immutable  # a read-only file system: no locks, no WAL, no writes
         self.lock = threading.RLock()
         self._vectors: VectorIndex | None = None
         self._vectors_generation = -1
         self._saved_generation = -1
-        self._lock_file = None
         try:
             self.db = sqlite_utils.Database(self._connect())
             self._migrate()
         except sqlite3.DatabaseError as exc:
             raise IndexCorruptError(
-                f"{self.path} is not a readable bertsearch database ({exc}). Delete the "
-                f"index folder and index the documents again.") from exc
+                f"{self.path} is not a readable bertsearch database ({exc}). Run `bertsearch "
+                f"check --index {folder} --repair`, or delete the index folder and index the "
+                f"documents again.") from exc
 
     @classmethod
     def open(cls, folder: Path, create: bool = False, read_only: bool = False) -> SQLiteStore:
-        """Open (or, with `create`, make) the index directory `folder`."""
-        if not (folder / DB_NAME).is_file():
+        """Open (or, with `create`, make) the index directory `folder`.
+
+        A folder on a read-only file system (a shared mount) opens for reading only; asking
+        it to take writes raises `IndexReadOnlyError` with that reason.
+        """
+        db = folder / DB_NAME
+        if not db.is_file():
             if not create:
                 raise IndexNotFoundError(
                     f"No index at '{folder}'. Create one with: bertsearch index FOLDER "
@@ -159,11 +172,25 @@ class SQLiteStore(Store):
             except OSError as exc:
                 raise IndexReadOnlyError(
                     f"Cannot create the index folder '{folder}': {exc.strerror}.") from None
+        elif db.stat().st_size == 0 and (folder / VECTORS_NAME).exists():
+            raise IndexCorruptError(
+                f"{db} is empty (0 bytes) although the index holds a vector file: the "
+                f"database was truncated and its documents are lost. Run `bertsearch check "
+                f"--index {folder} --repair` to start the index over, then index the folder "
+                f"again.")
+        if not os.access(folder, os.W_OK):  # readers carry on read-only; writers are told
+            if create:
+                raise IndexReadOnlyError(
+                    f"The index at '{folder}' is on a read-only file system (or this user "
+                    f"may not write it): it can be searched but not changed.")
+            _check_closed_cleanly(folder)
+            return cls(folder, immutable=True)
         return cls(folder, read_only=read_only)
 
     def _connect(self) -> sqlite3.Connection:
-        uri = f"file:{self.path}{'?mode=ro' if self.read_only else ''}"
-        conn = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False,
+        mode = "?mode=ro&immutable=1" if self.immutable else "?mode=ro" if self.read_only else ""
+        conn = sqlite3.connect(f"file:{self.path}{mode}", uri=True, timeout=30,
+                               check_same_thread=False,
                                isolation_level=None)  # transactions are explicit
         conn.create_function("regexp", 2, _regexp, deterministic=True)
         if not self.read_only:
@@ -218,15 +245,34 @@ class SQLiteStore(Store):
                     f"seconds; retry in a moment.") from None
             try:
                 yield
-            except BaseException:
+                conn.execute("COMMIT")
+            except BaseException as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+                self._raise_damage(exc)
                 raise
-            conn.execute("COMMIT")
 
     def _query(self, sql: str, params=()) -> list:
         with self.lock:
-            return self.db.execute(sql, list(params)).fetchall()
+            try:
+                return self.db.execute(sql, list(params)).fetchall()
+            except sqlite3.DatabaseError as exc:
+                self._raise_damage(exc)
+                raise
+
+    def _raise_damage(self, exc: BaseException) -> None:
+        """Turn SQLite's report of a damaged file into a clear `IndexCorruptError` (a 503
+        over HTTP), remembering it for health checks; other errors pass through."""
+        if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc):
+            raise IndexReadOnlyError(
+                f"The index at '{self.folder}' is read-only here: it can be searched but "
+                f"not changed.") from None
+        if isinstance(exc, sqlite3.DatabaseError) and not isinstance(
+                exc, sqlite3.OperationalError) or "malformed" in str(exc):
+            self.damage = str(exc)
+            raise IndexCorruptError(
+                f"The index database at '{self.folder}' is damaged ({exc}). Run `bertsearch "
+                f"check --index {self.folder} --repair`.") from None
 
     # -- settings, generation, writer lock --------------------------------------------------
 
@@ -280,14 +326,14 @@ class SQLiteStore(Store):
 
     def folder_documents(self, root: str) -> dict[str, StoredDocument]:
         rows = self._query(
-            "SELECT id, key, origin, path, content_hash, size, mtime, metadata FROM documents "
-            "WHERE root = ? AND origin = ?", [root, FOLDER])
+            "SELECT id, key, origin, path, content_hash, size, mtime, metadata, passages "
+            "FROM documents WHERE root = ? AND origin = ?", [root, FOLDER])
         return {r[3]: _stored(r) for r in rows}
 
     def stored_document(self, key: str) -> StoredDocument | None:
         rows = self._query(
-            "SELECT id, key, origin, path, content_hash, size, mtime, metadata FROM documents "
-            "WHERE key = ?", [key])
+            "SELECT id, key, origin, path, content_hash, size, mtime, metadata, passages "
+            "FROM documents WHERE key = ?", [key])
         return _stored(rows[0]) if rows else None
 
     def document(self, key: str) -> DocumentRecord | None:
@@ -304,17 +350,7 @@ class SQLiteStore(Store):
         rows = iter(np.ascontiguousarray(vectors, dtype=np.float32))
         with self._write():
             for doc in documents:
-                old = self.db.execute("SELECT id FROM documents WHERE key = ?",
-                                      [doc.key]).fetchone()
-                if old:
-                    self._delete([old[0]])
-                doc_id = self.db.execute(
-                    "INSERT INTO documents (key, origin, root, path, content_hash, size, "
-                    "mtime, passages, indexed_at, metadata, text) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [doc.key, doc.origin, doc.root, doc.path, doc.content_hash, doc.size,
-                     doc.mtime, len(doc.passages), time.time(), _dumps(doc.metadata),
-                     doc.text]).lastrowid
+                doc_id = self._document_row(doc)
                 self.db.conn.executemany(
                     'INSERT INTO passages (document_id, ordinal, start, "end", line_start, '
                     "line_end, tokens, text, vector, headings) "
@@ -323,6 +359,25 @@ class SQLiteStore(Store):
                       p.text, next(rows).tobytes(), _dumps(list(p.headings)))
                      for p in doc.passages])
             _bump_generation(self.db)
+
+    def _document_row(self, doc: NewDocument) -> int:
+        """The id of the row `doc`'s passages go under: a new row (replacing the stored
+        document) for WHOLE and FIRST, the existing one for MIDDLE and LAST."""
+        old = self.db.execute("SELECT id FROM documents WHERE key = ?", [doc.key]).fetchone()
+        if doc.part in (MIDDLE, LAST):
+            done = doc.content_hash if doc.part == LAST else PARTIAL + doc.content_hash
+            self.db.execute("UPDATE documents SET passages = passages + ?, content_hash = ?, "
+                            "indexed_at = ? WHERE id = ?",
+                            [len(doc.passages), done, time.time(), old[0]])
+            return old[0]
+        if old:
+            self._delete([old[0]])
+        digest = doc.content_hash if doc.part == WHOLE else PARTIAL + doc.content_hash
+        return self.db.execute(
+            "INSERT INTO documents (key, origin, root, path, content_hash, size, mtime, "
+            "passages, indexed_at, metadata, text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [doc.key, doc.origin, doc.root, doc.path, digest, doc.size, doc.mtime,
+             len(doc.passages), time.time(), _dumps(doc.metadata), doc.text]).lastrowid
 
     def update_document(self, doc_id: int, size: int, mtime: float, metadata: dict) -> None:
         with self._write():
@@ -346,10 +401,8 @@ class SQLiteStore(Store):
         return removed
 
     def counts(self) -> tuple[int, int]:
-        with self.lock:
-            docs = self.db.execute("SELECT count(*) FROM documents").fetchone()[0]
-            passages = self.db.execute("SELECT count(*) FROM passages").fetchone()[0]
-        return docs, passages
+        return tuple(self._query("SELECT (SELECT count(*) FROM documents), "
+                                 "(SELECT count(*) FROM passages)")[0])
 
     def iter_documents(self) -> Iterator[tuple[int, str, str]]:
         yield from self._query("SELECT id, root, path FROM documents ORDER BY id")
@@ -400,15 +453,30 @@ class SQLiteStore(Store):
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     def dense_search(self, queries: np.ndarray, k: int, where: Filter | None = None,
-                     exact: bool = False) -> list[list[tuple[int, float]]]:
+                     exact: bool = False, first_only: bool = False,
+                     ) -> list[list[tuple[int, float]]]:
         self.refresh()
         subset = None if where is None else self.matching_passages(where)
+        if first_only:
+            first = self._first_passages()
+            subset = first if subset is None else np.intersect1d(subset, first,
+                                                                 assume_unique=True)
         if subset is not None and not len(subset):
             return [[] for _ in range(len(queries))]
         with self.lock:
             scores, ids = self._vectors.search(queries, k, subset, exact=exact)
         return [[(int(i), float(s)) for s, i in zip(srow, irow) if i >= 0]
                 for srow, irow in zip(scores, ids)]
+
+    def _first_passages(self) -> np.ndarray:
+        """Ids of every document's first passage, sorted; cached per generation."""
+        generation = self.generation()
+        cached = getattr(self, "_first", None)
+        if cached is None or cached[0] != generation:
+            rows = self._query("SELECT id FROM passages WHERE ordinal = 0 ORDER BY id")
+            cached = (generation, np.array([r[0] for r in rows], dtype=np.int64))
+            self._first = cached
+        return cached[1]
 
     def keyword_search(self, terms: list[tuple[str, ...]], k: int,
                        where: Filter | None = None) -> list[tuple[int, float]]:
@@ -485,10 +553,209 @@ class SQLiteStore(Store):
         self.refresh()
         return {"vector_index": self._vectors.kind, "vectors": len(self._vectors)}
 
+    # -- integrity ------------------------------------------------------------------------------
+
+    def quick_check(self) -> str | None:
+        """SQLite's page-level check (`PRAGMA quick_check`, a read of every page): None when
+        sound, else what is wrong (also remembered as `damage`)."""
+        try:
+            rows = self._query("PRAGMA quick_check")
+        except IndexCorruptError as exc:
+            return str(exc)
+        if [r[0] for r in rows] != ["ok"]:
+            self.damage = "; ".join(r[0] for r in rows[:3])
+        return self.damage
+
+    def health(self) -> str | None:
+        return self.damage
+
+    def check(self, repair: bool = False, reembed=None) -> tuple[list[str], list[str]]:
+        """Verify the database pages, the keyword index, the stored vectors and the FAISS
+        copy; with `repair`, mend what is derived (FAISS, keyword index, passage counts),
+        recompute damaged vectors with `reembed(passage_rows) -> vectors`, and salvage a
+        damaged database into a new file. Returns (problems found, repairs made)."""
+        problems, repairs = [], []
+        pages = self._integrity()
+        if pages:
+            problems.append(f"database pages: {pages}")
+            if not repair:
+                return problems, repairs
+            repairs.append(self._salvage())
+        for found, mend in (self._check_keywords(), self._check_counts(),
+                            self._check_vectors(reembed), self._check_faiss()):
+            if found:
+                problems.append(found)
+                if repair:
+                    repairs.append(mend())
+        return problems, repairs
+
+    def _integrity(self) -> str | None:
+        try:
+            rows = [r[0] for r in self.db.execute("PRAGMA integrity_check").fetchall()]
+        except sqlite3.DatabaseError as exc:
+            return str(exc)
+        return None if rows == ["ok"] else f"{len(rows)} problems, e.g. {rows[0]}"
+
+    def _check_keywords(self):
+        if self.read_only:  # FTS5 checks through an INSERT, which a read-only file refuses
+            return None, None
+        try:
+            self.db.execute("INSERT INTO passages_fts(passages_fts, rank) "
+                            "VALUES ('integrity-check', 1)")
+            return None, None
+        except sqlite3.DatabaseError:
+            def mend():
+                with self._write():
+                    self.db.execute("INSERT INTO passages_fts(passages_fts) VALUES ('rebuild')")
+                    _bump_generation(self.db)
+                return "keyword index rebuilt from the passages"
+            return "the keyword index disagrees with the passages", mend
+
+    def _check_counts(self):
+        wrong = self._query(
+            "SELECT d.id FROM documents d WHERE d.passages != "
+            "(SELECT count(*) FROM passages p WHERE p.document_id = d.id)")
+        if not wrong:
+            return None, None
+
+        def mend():
+            with self._write():
+                self.db.execute("UPDATE documents SET passages = (SELECT count(*) FROM "
+                                "passages p WHERE p.document_id = documents.id)")
+            return f"passage counts of {len(wrong)} documents corrected"
+        return f"{len(wrong)} documents record a wrong passage count", mend
+
+    def _check_vectors(self, reembed):
+        """Stored vectors must have the index's dimension, be finite and unit length."""
+        dimension = int(self.settings().get("dimension") or 0)
+        bad = []
+        for row_id, blob in self.db.execute("SELECT id, vector FROM passages"):
+            vector = np.frombuffer(blob, dtype=np.float32) if len(blob) % 4 == 0 else None
+            if vector is None or len(vector) != dimension or not np.isfinite(vector).all() \
+                    or abs(float(np.linalg.norm(vector)) - 1) > 1e-3:
+                bad.append(row_id)
+        if not bad:
+            return None, None
+
+        def mend():
+            if reembed is None:
+                return f"{len(bad)} damaged vectors left: no encoder to recompute them"
+            rows = self.passages(bad)
+            vectors = np.ascontiguousarray(reembed([rows[i] for i in bad]), dtype=np.float32)
+            with self._write():
+                self.db.conn.executemany("UPDATE passages SET vector = ? WHERE id = ?",
+                                         [(v.tobytes(), i) for i, v in zip(bad, vectors)])
+                _bump_generation(self.db)
+            self._vectors = None  # rebuilt from SQLite on the next refresh
+            return f"{len(bad)} damaged vectors recomputed from their passages"
+        return f"{len(bad)} stored vectors are damaged (wrong size, not finite or not unit " \
+               f"length)", mend
+
+    def _check_faiss(self):
+        """The FAISS file must load (checksum), hold exactly the passages and equal SQLite's
+        vectors."""
+        path = self.folder / VECTORS_NAME
+        problem = None
+        if not path.exists():
+            problem = "the vector file is missing"
+        else:
+            try:
+                vectors, _ = VectorIndex.load(path)
+                wanted = self.passage_ids()
+                held = np.sort(vectors.ids())
+                if not np.array_equal(held, wanted):
+                    problem = (f"the vector file holds {len(held)} vectors for {len(wanted)} "
+                               f"passages")
+                else:
+                    for ids, block in self.stored_vectors(wanted):
+                        if not np.array_equal(vectors.vectors_of(ids)[1], block):
+                            problem = "the vector file's vectors differ from the database's"
+                            break
+            except IndexCorruptError as exc:
+                problem = str(exc)
+        if problem is None:
+            return None, None
+
+        def mend():
+            self._vectors = None
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            self._saved_generation = -1
+            self._vectors_generation = -1
+            self.checkpoint()
+            return "vector file rebuilt from the database"
+        return problem, mend
+
+    def _salvage(self) -> str:
+        """Copy every readable document, whole, into a new database and swap it in; the
+        damaged file is kept beside it (`passages.db.damaged`)."""
+        fresh_folder = self.folder / ".salvage"
+        shutil.rmtree(fresh_folder, ignore_errors=True)
+        fresh_folder.mkdir()
+        fresh = SQLiteStore(fresh_folder)
+        kept, lost = 0, []
+        try:
+            settings = _readable(lambda: self.settings(), {})
+            fresh.save_settings({k: v for k, v in settings.items() if k != "generation"})
+            for doc_id in _readable(lambda: [r[0] for r in self.db.execute(
+                    "SELECT id FROM documents ORDER BY id")], []):
+                copied = _readable(lambda d=doc_id: self._copy_document(d, fresh), None)
+                if copied:
+                    kept += 1
+                else:
+                    lost.append(doc_id)
+        finally:
+            fresh.close()
+        self.db.conn.close()
+        for suffix in ("", "-wal", "-shm"):
+            source = self.folder / (DB_NAME + suffix)
+            if source.exists():
+                os.replace(source, self.folder / (DB_NAME + ".damaged" + suffix))
+        os.replace(fresh_folder / DB_NAME, self.path)
+        shutil.rmtree(fresh_folder, ignore_errors=True)
+        self.db = sqlite_utils.Database(self._connect())
+        self.damage, self._vectors = None, None
+        return (f"database salvaged: {kept} documents kept, {len(lost)} unreadable ones "
+                f"dropped (a folder's files come back on its next `bertsearch index`); the "
+                f"damaged file is kept as {DB_NAME}.damaged")
+
+    def _copy_document(self, doc_id: int, target: SQLiteStore) -> bool:
+        row = self.db.execute(
+            "SELECT key, origin, root, path, content_hash, size, mtime, metadata, text "
+            "FROM documents WHERE id = ?", [doc_id]).fetchone()
+        passages = self.db.execute(
+            'SELECT ordinal, start, "end", line_start, line_end, tokens, text, headings, '
+            "vector FROM passages WHERE document_id = ? ORDER BY ordinal", [doc_id]).fetchall()
+        document = NewDocument(row[0], row[1], row[2], row[3], row[4], row[5], row[6],
+                               json.loads(row[7]), row[8],
+                               [NewPassage(*p[:7], tuple(json.loads(p[7]))) for p in passages])
+        vectors = np.array([np.frombuffer(p[8], dtype=np.float32) for p in passages])
+        target.write_documents([document], vectors.reshape(len(passages), -1))
+        return True
+
+
+def _readable(read, default):
+    """`read()`, or `default` where the damaged file cannot give it."""
+    try:
+        return read()
+    except (sqlite3.DatabaseError, IndexCorruptError, ValueError):
+        return default
+
+
+def _check_closed_cleanly(folder: Path) -> None:
+    """A database on a read-only file system is read without its write-ahead log; one left
+    with unmerged writes (its writer died) would be read stale, so it is refused."""
+    wal = folder / (DB_NAME + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        raise IndexReadOnlyError(
+            f"The index at '{folder}' is on a read-only file system and was not closed "
+            f"cleanly (its write-ahead log holds writes). Open it once where it is writable "
+            f"(any bertsearch command) so the log is merged, then mount it read-only.")
+
 
 def _stored(row) -> StoredDocument:
     return StoredDocument(row[0], row[1], row[2], row[3], row[4], row[5], row[6],
-                          json.loads(row[7]))
+                          json.loads(row[7]), row[8])
 
 
 def _passage(row) -> PassageRow:

@@ -37,6 +37,10 @@ import numpy as np
 from .filters import Filter
 
 FOLDER, API = "folder", "api"  # where a document came from
+# a long document is written in parts, each its own transaction: the first replaces the
+# stored document (its content hash marked PARTIAL until the last part), later ones append
+WHOLE, FIRST, MIDDLE, LAST = "whole", "first", "middle", "last"
+PARTIAL = "partial:"
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,7 @@ class NewDocument:
     metadata: dict
     text: str
     passages: list[NewPassage]
+    part: str = WHOLE  # WHOLE, or FIRST / MIDDLE / LAST of a long document's parts
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,7 @@ class StoredDocument:
     size: int
     mtime: float
     metadata: dict
+    passages: int = 0
 
 
 @dataclass(frozen=True)
@@ -170,7 +176,9 @@ class Store(ABC):
     def write_documents(self, documents: list[NewDocument], vectors: np.ndarray) -> None:
         """Insert documents, each replacing the stored one of the same key, with their
         passages, vectors (float32, one row per passage in order) and keyword entries, in
-        one transaction."""
+        one transaction. A document's `part` says whether it is whole or one part of a long
+        one (FIRST replaces and marks the content hash PARTIAL, MIDDLE appends, LAST appends
+        and records the real content hash), so a long file commits as it goes."""
 
     @abstractmethod
     def update_document(self, doc_id: int, size: int, mtime: float, metadata: dict) -> None:
@@ -200,10 +208,12 @@ class Store(ABC):
 
     @abstractmethod
     def dense_search(self, queries: np.ndarray, k: int, where: Filter | None = None,
-                     exact: bool = False) -> list[list[tuple[int, float]]]:
+                     exact: bool = False, first_only: bool = False,
+                     ) -> list[list[tuple[int, float]]]:
         """The k passages of highest inner product with each query vector, among those whose
         document matches `where`: `[(passage id, score), ...]` per query, best first.
-        `exact` asks for exact search even where the store keeps an approximate index."""
+        `exact` asks for exact search even where the store keeps an approximate index;
+        `first_only` searches only each document's first passage (ordinal 0)."""
 
     @abstractmethod
     def keyword_search(self, terms: list[str], k: int, where: Filter | None = None,
@@ -222,6 +232,21 @@ class Store(ABC):
     def describe(self) -> dict:
         """Engine-specific figures for stats (the vector index kind, ...)."""
         return {}
+
+    def health(self) -> str | None:
+        """None while the store answers soundly, else what is wrong (damage seen, ...)."""
+        return None
+
+    def quick_check(self) -> str | None:
+        """A cheap-as-possible integrity probe run at server start and before a sync: None
+        when sound, else what is wrong."""
+        return None
+
+    @abstractmethod
+    def check(self, repair: bool = False, reembed=None) -> tuple[list[str], list[str]]:
+        """Verify everything the store keeps; with `repair`, mend what can be mended
+        (`reembed(passage_rows) -> vectors` recomputes damaged vectors). Returns
+        (problems found, repairs made)."""
 
     @abstractmethod
     def close(self) -> None:

@@ -4,12 +4,16 @@ The only module that imports faiss. Its API speaks `scores, ids`, where an id is
 rowid of a passage. `flat` is exact inner-product search; `hnsw` is an approximate graph
 index for large collections (it cannot delete, so removals rebuild it).
 
-On disk it is one file: a one-line JSON header (format, kind, the store generation the
-vectors reflect) followed by the serialised FAISS index, replaced atomically.
+On disk it is one file: a one-line JSON header (kind, the store generation the vectors
+reflect, count, dimension and the sha256 of the data) followed by the serialised FAISS
+index, replaced atomically. A file whose data does not match its checksum, or whose header
+is not what this module writes, is damaged: `load` says so and the store rebuilds it from
+SQLite, never serves it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -21,7 +25,7 @@ import numpy as np
 from .errors import IndexCorruptError, IndexerError
 
 VECTORS_NAME = "vectors.faiss"
-MAGIC = b"bertsearch-vectors 1\n"
+MAGIC = b"bertsearch-vectors 2\n"  # 2: the header carries a checksum
 KINDS = ("flat", "hnsw")
 HNSW_NEIGHBOURS = 32
 HNSW_EF_CONSTRUCTION = 200
@@ -156,9 +160,10 @@ class VectorIndex:
 
     def save(self, path: Path, generation: int) -> None:
         """Write atomically (temp file + rename), recording the store generation reflected."""
-        header = json.dumps({"kind": self.kind, "generation": generation,
-                             "count": len(self), "dimension": self.dimension}).encode()
         data = faiss.serialize_index(self.index)
+        header = json.dumps({"kind": self.kind, "generation": generation,
+                             "count": len(self), "dimension": self.dimension,
+                             "sha256": hashlib.sha256(data).hexdigest()}).encode()
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".vectors-", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -183,14 +188,30 @@ class VectorIndex:
             if not raw.startswith(MAGIC):
                 raise ValueError("bad magic")
             end = raw.index(b"\n", len(MAGIC))
-            header = json.loads(raw[len(MAGIC):end])
-            index = faiss.deserialize_index(np.frombuffer(raw[end + 1:], dtype=np.uint8))
+            header = _header(json.loads(raw[len(MAGIC):end]))
+            data = np.frombuffer(raw[end + 1:], dtype=np.uint8)
+            if hashlib.sha256(data).hexdigest() != header["sha256"]:
+                raise ValueError("the vector data does not match its checksum")
+            index = faiss.deserialize_index(data)
+            if index.ntotal != header["count"] or index.d != header["dimension"]:
+                raise ValueError("the vector data does not match its header")
         except (OSError, ValueError, RuntimeError) as exc:
-            raise IndexCorruptError(f"Vector file {path} is unreadable ({exc}).") from exc
+            raise IndexCorruptError(f"Vector file {path} is damaged ({exc}).") from exc
         vectors = cls(index, header["kind"])
         if header["kind"] == "hnsw":
             faiss.downcast_index(index.index).hnsw.efSearch = HNSW_EF_SEARCH
-        return vectors, int(header["generation"])
+        return vectors, header["generation"]
+
+
+def _header(value) -> dict:
+    """The header as this module writes it, or ValueError."""
+    fields = {"kind": str, "generation": int, "count": int, "dimension": int, "sha256": str}
+    if not isinstance(value, dict) or any(not isinstance(value.get(k), t)
+                                          for k, t in fields.items()):
+        raise ValueError("the header is not a bertsearch vector header")
+    if value["kind"] not in KINDS:
+        raise ValueError(f"unknown vector index kind {value['kind']!r}")
+    return value
 
 
 def _nothing(queries: int, k: int) -> tuple[np.ndarray, np.ndarray]:

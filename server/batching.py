@@ -16,11 +16,14 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from embedder.errors import BertsearchError
+
+from .metrics import BATCH_BUCKETS, Histogram
 
 
 class QueueFullError(BertsearchError):
@@ -60,13 +63,20 @@ class EmbeddingBatcher:
         self.worker: asyncio.Task | None = None
         self.thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="encoder")
         self.batches = 0  # forward calls made, for /stats and tests
+        self.batch_sizes = Histogram(BATCH_BUCKETS)  # texts per call, for /metrics
+        self.busy_seconds = 0.0  # time spent embedding, for /metrics
+        self.abandoned_texts = 0  # dropped because their request was cancelled
         self.together = True  # requests came together lately: worth waiting for company
 
     def start(self) -> None:
         self.wakeup = asyncio.Event()
         self.worker = asyncio.get_running_loop().create_task(self._run())
 
-    async def stop(self) -> None:
+    async def stop(self, drain_seconds: float = 30.0) -> None:
+        """Finish the work already queued (up to `drain_seconds`), then stop."""
+        deadline = time.monotonic() + drain_seconds
+        while self.pending and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
         if self.worker:
             self.worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -105,11 +115,25 @@ class EmbeddingBatcher:
             self.wakeup.clear()
             if self.together:  # idle until now: let concurrent requests join
                 await asyncio.sleep(self.wait)
-            while self.pending:
+            while True:
                 # what arrived while the last batch ran has waited already: no new window
+                self._drop_abandoned()
+                if not self.pending:
+                    break
                 jobs = self._take_batch()
                 self.together = len(jobs) > 1 or bool(self.pending)
                 await self._encode(jobs)
+
+    def _drop_abandoned(self) -> None:
+        """Requests whose client left were cancelled: their texts are not embedded."""
+        kept = collections.deque()
+        for job in self.pending:
+            if job.future.done():
+                self.queued_texts -= len(job.texts)
+                self.abandoned_texts += len(job.texts)
+            else:
+                kept.append(job)
+        self.pending = kept
 
     def _take_batch(self) -> list[_Job]:
         first = self.pending.popleft()
@@ -131,6 +155,7 @@ class EmbeddingBatcher:
         texts = [t for job in jobs for t in job.texts]
         pooling, normalize = jobs[0].key
         loop = asyncio.get_running_loop()
+        started = time.perf_counter()
         try:
             result = await loop.run_in_executor(
                 self.thread, lambda: self.encoder.encode_detailed(
@@ -143,6 +168,8 @@ class EmbeddingBatcher:
         finally:
             self.queued_texts -= len(texts)
             self.batches += 1
+            self.batch_sizes.observe(len(texts))
+            self.busy_seconds += time.perf_counter() - started
         start = 0
         for job in jobs:
             end = start + len(job.texts)

@@ -1,18 +1,109 @@
 """Request and response models of the HTTP API (they are the OpenAPI schema).
 
-Limits come from `ServerSettings`, so models are built per app by `make_schemas`.
+Requests are strict: a number is a JSON number (`"k": "5"` and `"k": true` are refused),
+unknown fields are refused (except on the OpenAI route, whose clients send extras), text is
+valid Unicode (a lone surrogate such as "\\ud800" is refused, not passed to the tokenizer)
+and a query is not blank. The limits are the same for Python, the CLI and HTTP
+(`indexer.limits`) or stated here.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from indexer.limits import DEFAULT_MODE, MAX_K, MAX_QUERY_CHARS, MODES
+from indexer.limits import DEFAULT_GROUP, DEFAULT_MODE, GROUPS, MAX_K, MAX_QUERY_CHARS, MODES
 
-from .settings import ServerSettings
+MAX_INPUTS = 256  # texts per request
+MAX_INPUT_CHARS = 20_000  # characters per text to embed
+MAX_DOCUMENT_CHARS = 1_000_000  # a document sent to PUT /documents
+MAX_PASSAGES = 64  # passages in one /coherence request
 
+
+def valid_unicode(text: str) -> str:
+    """Refuse strings with unpaired surrogates (valid JSON, but not text)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"contains an unpaired surrogate at position {exc.start}; send "
+                         f"valid Unicode text") from None
+    return text
+
+
+def not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must contain something other than whitespace")
+    return text
+
+
+Query = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS),
+                  AfterValidator(valid_unicode), AfterValidator(not_blank)]
+InputText = Annotated[str, Field(min_length=1, max_length=MAX_INPUT_CHARS),
+                      AfterValidator(valid_unicode), AfterValidator(not_blank)]
+Texts = Annotated[list[InputText], Field(min_length=1, max_length=MAX_INPUTS)]
+TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=512)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+# -- requests ---------------------------------------------------------------------------------
+
+class SearchRequest(Strict):
+    query: Query
+    k: int = Field(10, ge=1, le=MAX_K)
+    mode: Literal[MODES] | None = Field(  # type: ignore[valid-type]
+        None, description=f"hybrid, dense or keyword; default {DEFAULT_MODE}.")
+    group: Literal[GROUPS] | None = Field(  # type: ignore[valid-type]
+        None, description=f"documents (one hit per document, its other passages that ranked "
+                          f"as `context`) or passages; default {DEFAULT_GROUP}.")
+    filter: dict | None = Field(
+        None, description='Metadata filter, e.g. {"path": {"$glob": "api/*.md"}, '
+                          '"year": {"$gte": 2020}}; operators $eq $ne $gt $gte $lt $lte $in '
+                          '$nin $glob $and $or.')
+    include_text: bool = True
+    coherence: bool = Field(False, description="Score how the hits follow each other (NSP) "
+                                               "and suggest a reading order.")
+
+
+class EmbeddingsRequest(BaseModel):
+    """OpenAI's embeddings request. Extra fields are ignored, as OpenAI clients send some."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    input: InputText | Texts | TokenIds | Annotated[
+        list[TokenIds], Field(min_length=1, max_length=MAX_INPUTS)] = Field(
+        description="A text, a list of texts, or token ids in the served model's own "
+                    "WordPiece vocabulary (a list of ids, or a list of such lists).")
+    model: str | None = None
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = None
+    user: str | None = None
+
+
+class EmbedRequest(Strict):
+    texts: Texts
+    pooling: Literal["mean", "cls"] | None = None
+    normalize: bool = True
+
+
+class DocumentRequest(Strict):
+    text: Annotated[str, Field(min_length=1, max_length=MAX_DOCUMENT_CHARS),
+                    AfterValidator(valid_unicode), AfterValidator(not_blank)]
+    metadata: dict = Field(default_factory=dict)
+
+
+class CoherenceRequest(Strict):
+    passages: Annotated[list[InputText], Field(min_length=2, max_length=MAX_PASSAGES)]
+
+
+class ClassifyRequest(Strict):
+    texts: Texts
+
+
+# -- responses --------------------------------------------------------------------------------
 
 class HitOut(BaseModel):
     passage_id: int
@@ -35,6 +126,9 @@ class HitOut(BaseModel):
     highlights: list[tuple[int, int]] = Field(
         default_factory=list, description="[start, end) character spans of the query's words "
                                           "in `text`.")
+    context: list[HitOut] = Field(
+        default_factory=list, description="Grouped by document: the document's other passages "
+                                          "that ranked, best first.")
 
 
 class LinkOut(BaseModel):
@@ -67,6 +161,7 @@ class OrderOut(BaseModel):
 class SearchResponse(BaseModel):
     query: str
     mode: str
+    group: str
     hits: list[HitOut]
     took_ms: float
     coherence: ChainOut | None = None
@@ -89,6 +184,18 @@ class EmbeddingsResponse(BaseModel):
     data: list[EmbeddingOut]
     model: str
     usage: Usage
+
+
+class ModelOut(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "bertsearch"
+
+
+class ModelsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelOut]
 
 
 class EmbedResponse(BaseModel):
@@ -156,50 +263,29 @@ class StatsResponse(BaseModel):
     batches: int
 
 
-def make_schemas(settings: ServerSettings) -> dict[str, type[BaseModel]]:
-    """Request models whose limits are the server's settings."""
-    text = Annotated[str, Field(min_length=1, max_length=settings.max_input_chars)]
-    texts = Annotated[list[text], Field(min_length=1, max_length=settings.max_inputs)]
-    strict = ConfigDict(extra="forbid")
-    return {
-        "SearchRequest": create_model(
-            "SearchRequest", __config__=strict,
-            query=(str, Field(min_length=1, max_length=MAX_QUERY_CHARS)),
-            k=(int, Field(10, ge=1, le=MAX_K)),
-            mode=(Literal[MODES] | None, Field(  # type: ignore[valid-type]
-                None, description=f"hybrid, dense or keyword; default {DEFAULT_MODE}.")),
-            filter=(dict | None, Field(
-                None, description='Metadata filter, e.g. {"path": {"$glob": "api/*.md"}, '
-                                  '"year": {"$gte": 2020}}; operators $eq $ne $gt $gte $lt '
-                                  '$lte $in $nin $glob $and $or.')),
-            include_text=(bool, True),
-            coherence=(bool, Field(False, description="Score how the hits follow each other "
-                                                      "(NSP) and suggest a reading order.")),
-        ),
-        "EmbeddingsRequest": create_model(
-            "EmbeddingsRequest",
-            input=(text | texts, Field(description="A text or a list of texts.")),
-            model=(str | None, None),
-            encoding_format=(Literal["float", "base64"], "float"),
-            dimensions=(int | None, None),
-            user=(str | None, None),
-        ),
-        "EmbedRequest": create_model(
-            "EmbedRequest", __config__=strict,
-            texts=(texts, ...),
-            pooling=(Literal["mean", "cls"] | None, None),
-            normalize=(bool, True),
-        ),
-        "DocumentRequest": create_model(
-            "DocumentRequest", __config__=strict,
-            text=(str, Field(min_length=1, max_length=settings.max_document_chars)),
-            metadata=(dict, Field(default_factory=dict)),
-        ),
-        "CoherenceRequest": create_model(
-            "CoherenceRequest", __config__=strict,
-            passages=(Annotated[list[text], Field(min_length=2, max_length=64)], ...),
-        ),
-        "ClassifyRequest": create_model(
-            "ClassifyRequest", __config__=strict, texts=(texts, ...),
-        ),
-    }
+# -- errors -----------------------------------------------------------------------------------
+
+class ValidationItem(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorOut(BaseModel):
+    """Every error outside /v1: a sentence, or for a malformed request the fields at
+    fault (never the whole input back)."""
+
+    detail: str | list[ValidationItem]
+
+
+class OpenAIErrorBody(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIError(BaseModel):
+    """Errors of the OpenAI-compatible routes, in OpenAI's shape."""
+
+    error: OpenAIErrorBody

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 from embedder.errors import BertsearchError
-from indexer import Index, IndexNotFoundError
+from indexer import Index, IndexCorruptError, IndexNotFoundError
 
 from .batching import EmbeddingBatcher
 from .settings import ServerSettings
@@ -44,15 +44,21 @@ class Services:
         from embedder.resolver import resolve_encoder
         from indexer import encoder_for_index
 
+        problem = None
         if index is None and settings.index_dir and index_exists(settings.index_dir):
-            if encoder is None:
-                encoder = encoder_for_index(settings.index_dir, settings.model,
-                                            settings.backend)
-            index = Index.open(settings.index_dir, encoder=encoder)
+            try:
+                if encoder is None:
+                    encoder = encoder_for_index(settings.index_dir, settings.model,
+                                                settings.backend)
+                index = Index.open(settings.index_dir, encoder=encoder)
+            except IndexCorruptError as exc:  # served as 503 and a degraded /health
+                problem = str(exc)
         if encoder is None:
             encoder = (index.encoder if index is not None else
                        resolve_encoder(settings.model, settings.backend))
-        return cls(settings, encoder, index)
+        services = cls(settings, encoder, index)
+        services.index_problem = problem
+        return services
 
     def require_index(self) -> Index:
         """The index, opened now if it appeared since start-up."""
@@ -78,15 +84,22 @@ class Services:
                                             create=True)
         return self.index
 
-    @property
-    def index_ready(self) -> bool:
-        if self.index is not None or not self.settings.index_dir:
-            return True
-        try:
-            self.require_index()
-            return True
-        except BertsearchError:
-            return False
+    index_problem: str | None = None  # why the configured index cannot be opened
+
+    def index_status(self) -> str | None:
+        """None when the index (if one is configured) answers; else why it does not: not
+        there yet, damaged, ..."""
+        if self.index is None and self.settings.index_dir:
+            try:
+                self.require_index()
+            except BertsearchError as exc:
+                self.index_problem = str(exc)
+                return self.index_problem
+        damage = self.index.store.health() if self.index is not None else None
+        if damage:
+            return (f"The index is damaged ({damage}); run `bertsearch check --index "
+                    f"{self.settings.index_dir} --repair`.")
+        return None
 
     def coherence(self):
         """The coherence scorer, loaded on first use (search alone never pays for it): the

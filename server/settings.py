@@ -15,11 +15,14 @@ class ServerSettings:
     api_key: str | None = None  # every route but /health then needs "Bearer <key>"
     coherence_model: str | None = None  # None: the packaged default coherence model
     classifier: str | None = None  # a `bertsearch finetune` output folder for /classify
-    # request limits
-    max_inputs: int = 256  # texts per request
-    max_input_chars: int = 20_000  # characters per text
-    max_document_chars: int = 1_000_000  # PUT /documents text
+    # OpenAI clients send their own default model names: by default any name means the
+    # served model; strict, only its names (and these aliases) are accepted
+    strict_model_names: bool = False
+    model_aliases: tuple[str, ...] = ()
+    # request limits (per-field limits are in server/schemas.py)
     max_body_bytes: int = 8 * 1024 * 1024
+    body_timeout_s: float = 30.0  # a body that takes longer to arrive is refused (408)
+    header_timeout_s: float = 10.0  # a connection whose headers take longer is closed
     # dynamic batching
     batch_wait_ms: float = 5.0  # how long the first request of a batch waits for company
     batch_max_texts: int = 128

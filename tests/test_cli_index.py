@@ -37,7 +37,9 @@ def test_index_query_and_json(docs, tmp_path):
     assert len([line for line in lines if line[:3].strip().endswith(".")]) == 2
 
     result = run("query", "baking bread with a starter", "--index", idx, "--json", "-k", "3")
-    hits = json.loads(result.stdout)
+    answer = json.loads(result.stdout)  # the shape POST /search answers with
+    assert answer["query"] == "baking bread with a starter" and answer["mode"] == "hybrid"
+    hits = answer["hits"]
     assert len(hits) == 3 and hits[0]["path"] == "kitchen/sourdough.rst"
     for key in ("passage_id", "file", "ordinal", "start", "end", "line_start", "line_end",
                 "score", "text"):
@@ -94,7 +96,7 @@ def test_real_processes(docs, tmp_path):
     found = subprocess.run(cli + ["query", "tide pools", "--index", str(idx), "--json"],
                            cwd=REPO, capture_output=True, text=True, timeout=300)
     assert found.returncode == 0, found.stderr
-    assert json.loads(found.stdout)[0]["path"] == "tide-pools.md"
+    assert json.loads(found.stdout)["hits"][0]["path"] == "tide-pools.md"
 
 
 def test_progress_bar_on_a_terminal(docs, tmp_path):

@@ -1,5 +1,6 @@
 """Walking a folder and reading files: supported types, bad files reported, never fatal."""
 
+import json
 import os
 import random
 
@@ -157,3 +158,23 @@ def test_crlf_is_normalised():
 
 def test_skipped_file_is_a_value():
     assert SkippedFile("a", "b") == SkippedFile("a", "b")
+
+
+def test_a_file_name_that_is_not_utf8_is_indexed_under_an_escaped_name(tmp_path):
+    """Issue 17: one such name stopped the whole run with UnicodeEncodeError."""
+    folder = tmp_path / "d"
+    folder.mkdir()
+    with open(os.fsencode(folder) + b"/bad_\xff.txt", "wb") as handle:
+        handle.write(b"text\n")
+    write(folder / "good.txt", "fine")
+    found, skipped = walk_folder(folder)
+    assert [f.relpath for f in found] == ["bad_\\xff.txt", "good.txt"] and not skipped
+    assert read_bytes(found[0].path) == b"text\n"  # read by its real name
+    json.dumps([f.relpath for f in found])  # storable, printable
+
+
+def test_one_stray_byte_does_not_garble_a_utf8_file():
+    """Issue 17: a stray \\xff made the whole file decode as cp1252 ("NaÃ¯ve cafÃ©")."""
+    data = ("Naïve café. " * 300).encode() + b"\xff" + " Déjà vu.".encode()
+    text = decode_text(data)
+    assert text.startswith("Naïve café.") and text.endswith("\ufffd Déjà vu.")

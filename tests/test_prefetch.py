@@ -32,3 +32,19 @@ def test_the_worker_stops_when_the_consumer_does():
     while any(t.name == THREAD_NAME for t in threading.enumerate()) and time.time() < deadline:
         time.sleep(0.05)
     assert not [t for t in threading.enumerate() if t.name == THREAD_NAME]
+
+
+def test_a_cost_budget_bounds_what_is_read_ahead():
+    """Large items wait until the consumer takes the earlier ones (one always goes)."""
+    produced = []
+
+    def items():
+        for size in (40, 40, 40, 5, 100):
+            produced.append(size)
+            yield size
+
+    stream = prefetch(items(), depth=10, cost=lambda size: size, budget=50)
+    assert next(stream) == 40
+    time.sleep(0.3)
+    assert produced == [40, 40, 40]  # the third would exceed the budget: it waits to go
+    assert list(stream) == [40, 40, 5, 100]

@@ -90,3 +90,34 @@ def test_choose_kind():
     assert choose_kind("auto", 10_000_000) == "hnsw"
     with pytest.raises(IndexerError, match="auto, flat or hnsw"):
         choose_kind("ivf", 10)
+
+
+@pytest.mark.parametrize("damage", ["random bytes in the data", "header {}", "header [1]",
+                                    "header without checksum", "count off by one"])
+def test_damage_anywhere_in_the_file_is_detected(tmp_path, damage):
+    """Issue 17: 4 KB of random bytes inside the vector data loaded fine and a corrupt
+    vector became the top hit; a header of {} or [1] raised KeyError/TypeError."""
+    import json
+
+    from indexer.vectors import MAGIC
+
+    path = tmp_path / "v.faiss"
+    index = VectorIndex.empty(32)
+    index.add(np.arange(2000), unit_vectors(2000))
+    index.save(path, 7)
+    raw = path.read_bytes()
+    end = raw.index(b"\n", len(MAGIC))
+    header = json.loads(raw[len(MAGIC):end])
+    if damage == "random bytes in the data":
+        at = end + 1 + 50_000
+        raw = raw[:at] + np.random.default_rng(0).bytes(4096) + raw[at + 4096:]
+    elif damage == "count off by one":
+        raw = MAGIC + json.dumps({**header, "count": 1999}).encode() + raw[end:]
+    else:
+        replacement = {"header {}": {}, "header [1]": [1],
+                       "header without checksum": {k: v for k, v in header.items()
+                                                   if k != "sha256"}}[damage]
+        raw = MAGIC + json.dumps(replacement).encode() + raw[end:]
+    path.write_bytes(raw)
+    with pytest.raises(IndexCorruptError, match="damaged"):
+        VectorIndex.load(path)
