@@ -70,8 +70,8 @@ def test_resume_continues_bit_for_bit(toy_corpus, tmp_path):
 
 
 def test_nsp_only_training_runs_packed_and_resumes_bit_for_bit(toy_corpus, tmp_path):
-    """NSP-only runs train on packed pairs (no padding) by default: the same pairs as the
-    padded run (losses differ only by dropout's draws), resumed exactly."""
+    """NSP-only runs can train on packed pairs (no padding): the same pairs as the padded
+    run (losses differ only by dropout's draws), resumed exactly."""
     class Interrupted(Exception):
         pass
 
@@ -79,13 +79,13 @@ def test_nsp_only_training_runs_packed_and_resumes_bit_for_bit(toy_corpus, tmp_p
         if metrics.step == 5:
             raise Interrupted
 
-    settings = dict(steps=8, save_every=4, mlm=False, pack_min_padding=0.0)  # always packed
+    settings = dict(steps=8, save_every=4, mlm=False, packed=True, pack_min_padding=0.0)
     whole = pretrain(config(toy_corpus, tmp_path / "whole", **settings))
     with pytest.raises(Interrupted):
         pretrain(config(toy_corpus, tmp_path / "split", **settings), progress=interrupt)
     resumed = pretrain(config(toy_corpus, tmp_path / "split", **settings), resume=True)
     assert resumed.losses == whole.losses[4:]
-    padded = pretrain(config(toy_corpus, tmp_path / "padded", packed=False, **settings))
+    padded = pretrain(config(toy_corpus, tmp_path / "padded", **{**settings, "packed": False}))
     assert padded.losses != whole.losses  # another path (and other dropout draws) ...
     assert max(abs(a - b) for a, b in zip(padded.losses, whole.losses)) < 0.05  # same pairs
 

@@ -62,7 +62,7 @@ class CoherenceTrainingResult:
 def train_coherence(train: Sequence[TextPair], held_out: Sequence[TextPair],
                     out: str | Path, *, base: str | Path | None = None, steps: int = 200,
                     batch_size: int = 16, lr: float = 5e-5, layers: Sequence[int] = (4, 5),
-                    seed: int = 0, device: str | None = None, packed: bool = True,
+                    seed: int = 0, device: str | None = None, packed: bool = False,
                     pack_min_padding: float = PACK_MIN_PADDING,
                     dropout_in_frozen_layers: bool = False,
                     progress: Callable[[int, int, float], None] | None = None,
@@ -77,7 +77,8 @@ def train_coherence(train: Sequence[TextPair], held_out: Sequence[TextPair],
         layers: the encoder layers trained (with the pooler and the NSP head).
         packed: train on pairs packed end to end without padding (as inference runs),
             when the model is a plain BERT and padding would take at least
-            `pack_min_padding` of the batch (below that, padded batches are as fast).
+            `pack_min_padding` of the batch. Off by default: it pays on a quiet machine
+            with short passages only (`objectives.PACK_MIN_PADDING`).
         dropout_in_frozen_layers: run dropout in the layers that do not train too (as
             before issue 21; slower, kept for comparison).
         progress: called with (step, steps, loss) after each step.

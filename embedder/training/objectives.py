@@ -42,9 +42,11 @@ def pretraining_loss(model, batch: dict, mlm: bool = True) -> tuple[torch.Tensor
     return mlm_loss + nsp_loss, stats
 
 
-# A packed training pass costs a little more per real token than a padded one (attention in
-# groups, scatter and gather under autograd): on 2 CPU cores it broke even on full-length
-# pairs and won 1.18x at 19 % padding, 1.58x at 42 % (bench/RESULTS.md, issue 21).
+# Packed training passes are opt-in: on a quiet 2-core CPU they broke even on full-length
+# pairs and won 1.18x at 19 % padding, 1.58x at 42 %; with another job on the machine they
+# lost (0.52x to 0.67x: many small ops suffer most from a contended core), and the pairs
+# these loops see have little padding (index pairs 0 %, pretraining 5 %). bench/RESULTS.md,
+# issue 21. When asked for, a batch is packed once padding takes this share of it.
 PACK_MIN_PADDING = 0.1
 
 

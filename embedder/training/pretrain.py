@@ -85,7 +85,7 @@ class PretrainConfig:
     negatives: NegativeMix = field(default_factory=NegativeMix)
     trim: str = "random"  # "continuation" keeps A's end and B's start (coherence)
     mlm: bool = True  # False: NSP only
-    packed: bool = True  # NSP only: pairs packed end to end, no padding (a plain BERT) ...
+    packed: bool = False  # NSP only: pairs packed end to end, no padding (a plain BERT) ...
     pack_min_padding: float = PACK_MIN_PADDING  # ... in batches where padding takes this
     freeze_layers: int = 0  # freeze the embeddings and this many bottom layers
     lora_rank: int = 0  # >0: train low-rank adapters of this rank on the frozen layers
