@@ -11,7 +11,7 @@
 2. Times training passes (forward and backward of a batch of 16, the CLI's default) on the
    same six batches, the modes taking turns batch by batch, medians: padded with dropout in
    the frozen layers too (as before issue 21), padded with the frozen layers in eval mode
-   (now), packed (now, where padding is at least 10 % of a batch);
+   (now, the default), packed with the frozen layers in eval mode (opt-in);
    for the index's pairs and for pairs of mixed length (BERT's short-sequence targets, as
    short passages give), with the share of padding in the batches. `--speed-only` stops here.
 3. Trains for the steps that fit `--minutes` (timed by a 12-step run), exactly as the CLI

@@ -166,7 +166,7 @@ def test_search_hits_of_one_file_come_out_in_document_order(one_story_index, enc
     with TestClient(create_app(ServerSettings(index_dir=str(one_story_index)),
                                encoder=encoder)) as client:
         found = client.post("/search", json={"query": "lighthouse keeper storm", "k": 6,
-                                             "coherence": True}).json()
+                                             "group": "passages", "coherence": True}).json()
     hits, order = found["hits"], found["reading_order"]
     assert sum(h["path"] == "lighthouse.txt" for h in hits) >= 4
     ranked = [h["ordinal"] for h in hits if h["path"] == "lighthouse.txt"]
@@ -180,12 +180,13 @@ def test_search_hits_of_one_file_come_out_in_document_order(one_story_index, enc
 
 def test_cli_query_reads_hits_in_document_order(one_story_index):
     result = CliRunner().invoke(main, ["query", "lighthouse keeper storm", "--index",
-                                       str(one_story_index), "-k", "6", "--coherence",
-                                       "--json"])
+                                       str(one_story_index), "-k", "6", "--group", "passages",
+                                       "--coherence", "--json"])
     assert result.exit_code == 0, result.output
     body = json.loads(result.output)
     _assert_document_order(body["hits"], body["reading_order"]["order"],
                            body["reading_order"]["links"])
     text = CliRunner().invoke(main, ["query", "lighthouse keeper storm", "--index",
-                                     str(one_story_index), "-k", "6", "--coherence"]).output
+                                     str(one_story_index), "-k", "6", "--group", "passages",
+                                     "--coherence"]).output
     assert "Suggested reading order:" in text and "1.00d" in text
