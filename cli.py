@@ -114,18 +114,28 @@ index_option = click.option(
               show_default=True, help="Exact (flat) or approximate (hnsw) search; auto by size.")
 @click.option("--max-file-mb", default=10.0, show_default=True, type=float,
               help="Skip larger files.")
-@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1),
-              help="Passages embedded and committed together; a crash loses at most one batch.")
+@click.option("--batch-size", default=None, type=click.IntRange(min=1),
+              help="Passages embedded and committed together; a crash loses at most one "
+                   "batch. Default 256 (16,384 with --ray).")
 @click.option("--context", type=click.Choice(["headings", "plain"]), default="headings",
               show_default=True,
               help="Embed each passage with its document's title and section headings, or "
                    "its text alone (a change re-embeds everything on the next sync).")
 @click.option("--wait", is_flag=True,
               help="If another indexer is writing this index, wait for it instead of failing.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None,
+              metavar="[local|auto|ADDRESS]",
+              help="Embed on Ray: 'local' (the default when given bare) starts Ray here, "
+                   "'auto' or an address joins a running cluster. Needs bertsearch[ray].")
+@click.option("--ray-actors", default=1, show_default=True, type=click.IntRange(min=1),
+              help="With --ray: actors embedding at once (each loads the model once).")
+@click.option("--ray-gpus-per-actor", default=0.0, show_default=True,
+              type=click.FloatRange(min=0), help="With --ray: a GPU share for each actor.")
 @backend_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no list of skipped files.")
 def index(folder, index_dir, model, include, exclude, rebuild, chunk_tokens, overlap,
-          index_type, max_file_mb, batch_size, context, wait, backend, quiet):
+          index_type, max_file_mb, batch_size, context, wait, ray_address, ray_actors,
+          ray_gpus_per_actor, backend, quiet):
     """Index the documents in FOLDER (.txt .md .rst .html .pdf), or sync the index with it.
 
     Re-running on the same folder embeds only new and changed files and drops deleted ones.
@@ -134,11 +144,13 @@ def index(folder, index_dir, model, include, exclude, rebuild, chunk_tokens, ove
     Example:
       bertsearch index ~/notes --index ~/notes-index
       bertsearch index docs/ --include '*.md' --exclude 'drafts/*'
+      bertsearch index corpus/ --index postgresql://db/search --ray auto --ray-actors 8
     """
-    from indexer import ChunkSettings, build_index, encoder_for_index
-    from indexer.build import check_folder
+    from indexer.documents import check_folder
 
-    check_folder(folder)  # before loading the model: a typo is answered at once
+    check_folder(folder)  # before loading anything heavy: a typo is answered at once
+    from indexer import ChunkSettings, build_index, encoder_for_index
+
     encoder = encoder_for_index(index_dir, model, backend, rebuild=rebuild)
     progress = _progress_bar(quiet)
     try:
@@ -147,9 +159,17 @@ def index(folder, index_dir, model, include, exclude, rebuild, chunk_tokens, ove
                 folder, index_dir, encoder, chunk=ChunkSettings(chunk_tokens, overlap),
                 include=list(include), exclude=list(exclude), rebuild=rebuild,
                 index_type=index_type, max_file_bytes=int(max_file_mb * 1024 * 1024),
-                batch_passages=batch_size, context=context, wait=wait, progress=progress)
+                batch_passages=batch_size, context=context, wait=wait, progress=progress,
+                ray=ray_address, ray_actors=ray_actors, ray_gpus_per_actor=ray_gpus_per_actor)
     except KeyboardInterrupt:
-        raise click.ClickException(_interrupted(progress.state, batch_size)) from None
+        raise click.ClickException(_interrupted(progress.state, batch_size or 256)) from None
+    if getattr(encoder, "backend_name", "") == "torch" and encoder.device == "cpu":
+        from embedder.backends import onnx_cached
+
+        if not onnx_cached("onnx", encoder.fingerprint) and not quiet:
+            click.echo("Building the fast path for single queries (an ONNX export of the "
+                       "model, once; cached)...", err=True)
+        encoder.fast_small_calls(export=True)
     if report.recipe_change:
         old, new = report.recipe_change
         click.echo(f"The passage recipe changed ({old} -> {new}): every document was "

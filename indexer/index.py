@@ -120,6 +120,7 @@ class Index:
         self.store = store
         self.settings = settings
         self._encoder = encoder
+        _quick_queries(encoder)
         self._write_lock = threading.Lock()  # this process's document writes, one at a time
         self.store.checkpoint()  # caught up with the source of truth, and saved if behind
 
@@ -166,6 +167,7 @@ class Index:
 
             self._encoder = resolve_encoder(record=self.settings.record,
                                             where=f"index '{self.store.location}'")
+            _quick_queries(self._encoder)
         return self._encoder
 
     def refresh(self) -> bool:
@@ -394,6 +396,14 @@ def document_ranking(lists: dict[str, list[Hit]], k: int,
     return [(score, sorted(by_document[doc].values(),
                            key=lambda h: -passage_rank[h.passage_id]))
             for doc, score in ranked]
+
+
+def _quick_queries(encoder) -> None:
+    """Single queries on ONNX Runtime fp32 where its export is cached (same vectors, ~2x
+    faster; `Encoder.fast_small_calls`); `bertsearch index` and the server build it."""
+    prepare = getattr(encoder, "fast_small_calls", None)
+    if prepare is not None:
+        prepare(export=False)
 
 
 def make_hit(row: PassageRow, score: float, query: str | None = None) -> Hit:
