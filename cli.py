@@ -249,13 +249,23 @@ def _print_answer(result: dict, filtered: bool) -> None:
         click.echo(f"    {_snippet(hit)}")
     chain, order = result.get("coherence"), result.get("reading_order")
     if chain:
-        click.echo(f"\nCoherence of consecutive hits (P(next)): "
-                   f"{' '.join(f'{s:.2f}' for s in chain['pair_scores'])}")
+        click.echo(f"\nCoherence of consecutive hits (P(next); d = known from the document): "
+                   f"{_links_text(chain)}")
         click.echo(f"  mean {chain['mean']:.2f}; weakest link {chain['weakest_link'] + 1}->"
                    f"{chain['weakest_link'] + 2} ({chain['weakest_score']:.2f})")
     if order:
         click.echo(f"Suggested reading order: {', '.join(str(i + 1) for i in order['order'])}"
-                   f" (mean P(next) {order['mean']:.2f})")
+                   f" (one file's hits in its order, files by P(next); links "
+                   f"{_links_text(order)})")
+
+
+def _links_text(scored: dict) -> str:
+    """Link scores of a chain or order, those known from the document marked `d`
+    ('0.62 1.00d 0.31'); a server without links gives plain scores."""
+    links = scored.get("links") or [{"kind": "scored", "score": s}
+                                    for s in scored["pair_scores"]]
+    return " ".join(f"{link['score']:.2f}{'d' if link['kind'] == 'document' else ''}"
+                    for link in links) or "-"
 
 
 @main.command()
@@ -560,8 +570,8 @@ def coherence_score(texts, path, model, index_dir, as_json):
         raise click.ClickException("Give at least two passages (as arguments or --file).")
     chain, order = coherence_scorer_for(index_dir, model).read(passages)
     if as_json:
-        click.echo(json.dumps({"coherence": chain.__dict__,
-                               "reading_order": order and order.__dict__}, indent=2))
+        click.echo(json.dumps({"coherence": chain.to_dict(),
+                               "reading_order": order and order.to_dict()}, indent=2))
         return
     for i, score in enumerate(chain.pair_scores):
         click.echo(f"{i + 1} -> {i + 2}: P(next) = {score:.3f}")
