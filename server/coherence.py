@@ -20,7 +20,7 @@ def build_coherence_router() -> APIRouter:
         """P(next) for each consecutive pair of passages (NSP), the chain's mean and weakest
         link, and the most plausible reading order."""
         chain, order = await read_coherence(services, passages=body.passages)
-        return CoherenceResponse(chain=chain, reading_order=order)
+        return CoherenceResponse(coherence=chain, reading_order=order)
 
     return router
 

@@ -232,7 +232,7 @@ class DeleteResponse(BaseModel):
 
 
 class CoherenceResponse(BaseModel):
-    chain: ChainOut
+    coherence: ChainOut = Field(description="Named as in POST /search and query --json.")
     reading_order: OrderOut | None = Field(
         None, description="Absent for more than 12 passages (it scores every ordered pair).")
 

@@ -58,14 +58,14 @@ def test_server_coherence_routes(encoder, index_dir):
     with TestClient(create_app(ServerSettings(index_dir=str(index_dir)),
                                encoder=encoder)) as client:
         body = client.post("/coherence", json={"passages": STORY}).json()
-        assert len(body["chain"]["pair_scores"]) == 2
-        assert 0 <= body["chain"]["mean"] <= 1
+        assert len(body["coherence"]["pair_scores"]) == 2
+        assert 0 <= body["coherence"]["mean"] <= 1
         assert sorted(body["reading_order"]["order"]) == [0, 1, 2]
         assert client.post("/coherence", json={"passages": ["one"]}).status_code == 422
         many = [f"Passage {i} is about the river." for i in range(13)]
         long_chain = client.post("/coherence", json={"passages": many})
         assert long_chain.status_code == 200  # up to 64 passages; no order past 12
-        assert len(long_chain.json()["chain"]["pair_scores"]) == 12
+        assert len(long_chain.json()["coherence"]["pair_scores"]) == 12
         assert long_chain.json()["reading_order"] is None
         found = client.post("/search", json={"query": "river", "k": 3, "coherence": True}).json()
         assert len(found["coherence"]["pair_scores"]) == 2
