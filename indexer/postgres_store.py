@@ -186,6 +186,8 @@ class PostgresStore(Store):
     statement or transaction on one of them."""
 
     kind = "postgresql"
+    # a filtered search matching at most this many passages is exact (as the embedded store)
+    exact_subset_max = EXACT_SUBSET_MAX
 
     def __init__(self, url: str, options: dict, conninfo: str, read_only: bool):
         self.url = url
@@ -629,7 +631,7 @@ class PostgresStore(Store):
             exact = exact or choose_kind(self._index_type(), matching) == "flat"
         else:
             matching, scope = self._scope(where, first_only)
-            exact = exact or matching <= EXACT_SUBSET_MAX
+            exact = exact or matching <= self.exact_subset_max
         if not matching:
             return [[] for _ in queries]
         return [self._dense_one(q, k, where, first_only, scope, exact, min(k, matching))
@@ -646,11 +648,12 @@ class PostgresStore(Store):
         def compute():
             predicate, params = ("TRUE", []) if where is None else compile_filter(where)
             count = "1" if first_only else "passages"
+            limit = self.exact_subset_max
             rows = self._query(f"SELECT id, {count} FROM documents d WHERE {predicate} "
-                               f"LIMIT {EXACT_SUBSET_MAX + 1}", params)
+                               f"LIMIT {limit + 1}", params)
             total = sum(r[1] for r in rows)
-            if len(rows) > EXACT_SUBSET_MAX or total > EXACT_SUBSET_MAX:
-                return EXACT_SUBSET_MAX + 1, None
+            if len(rows) > limit or total > limit:
+                return limit + 1, None
             return total, [r[0] for r in rows]
 
         return self._cached(("scope", repr(where), first_only), compute)
