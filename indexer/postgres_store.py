@@ -81,6 +81,7 @@ HNSW_EF_SEARCH = 100
 MIN_PGVECTOR = (0, 8)  # iterative index scans
 URL_OPTIONS = ("schema", "pool_size", "ef_search", "hnsw_m", "hnsw_ef_construction")
 CONNECT_TIMEOUT_S = 10
+POOL_TIMEOUT_S = 10  # waiting for a free (or a new) pooled connection
 
 
 def _psycopg():
@@ -339,7 +340,7 @@ class PostgresStore(Store):
         _, pool_module, register_vector = _psycopg()
         self._pool = pool_module.ConnectionPool(
             self.conninfo, min_size=1, max_size=int(self.options["pool_size"]),
-            kwargs={"autocommit": True}, timeout=30, open=True, name="bertsearch",
+            kwargs={"autocommit": True}, timeout=POOL_TIMEOUT_S, open=True, name="bertsearch",
             configure=lambda conn: self._configure(conn, register_vector))
 
     def close(self) -> None:
@@ -354,20 +355,22 @@ class PostgresStore(Store):
         more on a fresh connection when `retry`; other database trouble becomes a clear
         `IndexerError`."""
         psycopg, pool_module, _ = _psycopg()
-        for attempt in (1, 2):
-            try:
-                with self._pool.connection() as conn:
-                    return work(conn)
-            except pool_module.PoolTimeout:
-                raise IndexUnavailableError(
-                    f"No connection to PostgreSQL at '{self.location}' within 30 seconds: the "
-                    f"server is down, unreachable or out of connections.") from None
-            except (psycopg.OperationalError, psycopg.errors.SerializationFailure) as exc:
-                if attempt == 2 or not retry or not _transient(exc):
-                    raise self._error(exc) from None
-                self._pool.check()  # drop the other dead connections before the retry
-            except psycopg.Error as exc:
+        try:
+            with self._pool.connection() as conn:
+                return work(conn)
+        except pool_module.PoolTimeout:
+            raise IndexUnavailableError(
+                f"No connection to PostgreSQL at '{self.location}' within {POOL_TIMEOUT_S} "
+                f"seconds: the server is down, unreachable or out of connections.") from None
+        except psycopg.Error as exc:
+            if not retry or not _transient(exc):
                 raise self._error(exc) from None
+        self._pool.check()  # the pool drops its other dead connections and makes new ones
+        try:  # meanwhile the retry takes a connection of its own, so it fails fast if need be
+            with self._connect() as conn:
+                return work(conn)
+        except psycopg.Error as exc:
+            raise self._error(exc) from None
 
     def _error(self, exc) -> Exception:
         """What a database error means for the index, as an `IndexerError`."""
@@ -894,7 +897,11 @@ def split_url(url: str) -> tuple[str, dict]:
         IndexerError: a URL libpq cannot read, or a bad option value.
     """
     psycopg, _, _ = _psycopg()
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise IndexerError(f"'{redact(url)}' is not a PostgreSQL URL libpq can use ({exc}); "
+                           f"write it as postgresql://USER@HOST:PORT/DATABASE.") from None
     query = parse_qsl(parts.query, keep_blank_values=True)
     options = {"schema": DEFAULT_SCHEMA, "pool_size": DEFAULT_POOL_SIZE}
     options.update({k: v for k, v in query if k in URL_OPTIONS})
@@ -923,11 +930,7 @@ def split_url(url: str) -> tuple[str, dict]:
 
 def redact(url: str) -> str:
     """The URL with its password replaced by ***, for messages and stats."""
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    return re.sub(r"^(\w+://[^:/@?#]*):[^@/?#]+@", r"\1:***@", url)
 
 
 # -- helpers ------------------------------------------------------------------------------------

@@ -67,12 +67,17 @@ class TestServer:
         return self.url(name)
 
     def drop(self, url: str) -> None:
-        name = url.split("/")[-1].split("?")[0]
-        self.sql("postgres", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        self.sql("postgres", f"DROP DATABASE IF EXISTS {database_name(url)} WITH (FORCE)")
 
     def stop(self) -> None:
         self.server.cleanup()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def database_name(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).path.lstrip("/")
 
 
 def free_port() -> int:
