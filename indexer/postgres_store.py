@@ -222,14 +222,17 @@ class PostgresStore(Store):
         psycopg, _, _ = _psycopg()
         clean, options = split_url(url)
         store = cls(url, options, clean, read_only)
-        with store._connect(register=False) as conn:
-            standby = conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
-            if standby and create:
-                raise IndexReadOnlyError(
-                    f"The database at '{store.location}' is a read-only replica (a standby): "
-                    f"index into the primary and serve from the replica.")
-            store.read_only = read_only or standby
-            store._prepare(conn, create)
+        try:
+            with store._connect(register=False) as conn:
+                standby = conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+                if standby and create:
+                    raise IndexReadOnlyError(
+                        f"The database at '{store.location}' is a read-only replica (a "
+                        f"standby): index into the primary and serve from the replica.")
+                store.read_only = read_only or standby
+                store._prepare(conn, create)
+        except psycopg.Error as exc:
+            raise store._error(exc) from None
         store._start_pool()
         return store
 
@@ -303,14 +306,16 @@ class PostgresStore(Store):
             "SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
 
     def _migrate(self, conn) -> None:
+        """Apply pending migrations (none: nothing is written, so a role that may only read
+        opens an index as well as its owner)."""
         psycopg, _, _ = _psycopg()
-        if self.read_only:
-            if self._pending(conn):
-                raise IndexReadOnlyError(
-                    f"The index at '{self.location}' was made by an older bertsearch (or is "
-                    f"not made yet) and must be upgraded once by a writer (run `bertsearch "
-                    f"index` against the primary) before it can be served read-only.")
+        if not self._pending(conn):
             return
+        if self.read_only:
+            raise IndexReadOnlyError(
+                f"The index at '{self.location}' was made by an older bertsearch (or is not "
+                f"made yet) and must be upgraded once by a writer (run `bertsearch index` "
+                f"against the primary) before it can be served read-only.")
         try:
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
@@ -381,6 +386,10 @@ class PostgresStore(Store):
             return IndexReadOnlyError(
                 f"The database at '{self.location}' only takes reads (a replica, or opened "
                 f"read-only): write to the primary instead.")
+        if isinstance(exc, errors.InsufficientPrivilege):
+            return IndexReadOnlyError(
+                f"The database user may not change the index at '{self.location}' "
+                f"({message}); connect as a role with write grants to change it.")
         if isinstance(exc, (errors.DataCorrupted, errors.IndexCorrupted)):
             self.damage = message
             return IndexCorruptError(
@@ -499,26 +508,37 @@ class PostgresStore(Store):
         """A session-level advisory lock, held on a connection of its own for the duration
         of the block: the server releases it when this process lets go or dies (its session
         ends), so a crashed writer never leaves it behind. Who holds it goes in `writer`."""
+        psycopg, _, _ = _psycopg()
         self._refuse_read_only()
         conn = self._connect(register=False)
         key = f"bertsearch writer {self.schema}"
         try:
-            if wait:
-                conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", [key])
-            elif not conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))",
-                                  [key]).fetchone()[0]:
-                holder = conn.execute("SELECT holder FROM writer").fetchone()
-                raise IndexBusyError(
-                    f"Another writer is updating the index at '{self.location}' "
-                    f"({_holder(holder[0] if holder else None)}). Wait for it to finish, or "
-                    f"pass --wait to wait for it.")
-            holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": owner,
-                      "since": time.time()}
-            conn.execute("INSERT INTO writer VALUES (1, %s) ON CONFLICT (id) DO UPDATE SET "
-                         "holder = excluded.holder", [json.dumps(holder)])
+            self._take_lock(conn, key, owner, wait)
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, psycopg.Error):
+                raise self._error(exc) from None
+            raise
+        try:
             yield
         finally:
             conn.close()  # ends the session: the lock goes with it
+
+    def _take_lock(self, conn, key: str, owner: str, wait: bool) -> None:
+        """Take (or, with `wait`, wait for) the lock on `conn` and say who holds it."""
+        if wait:
+            conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", [key])
+        elif not conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))",
+                              [key]).fetchone()[0]:
+            holder = conn.execute("SELECT holder FROM writer").fetchone()
+            raise IndexBusyError(
+                f"Another writer is updating the index at '{self.location}' "
+                f"({_holder(holder[0] if holder else None)}). Wait for it to finish, or pass "
+                f"--wait to wait for it.")
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": owner,
+                  "since": time.time()}
+        conn.execute("INSERT INTO writer VALUES (1, %s) ON CONFLICT (id) DO UPDATE SET "
+                     "holder = excluded.holder", [json.dumps(holder)])
 
     # -- documents ----------------------------------------------------------------------------
 
@@ -596,8 +616,14 @@ class PostgresStore(Store):
         return self._write(work)
 
     def counts(self) -> tuple[int, int]:
-        return self._cached("counts", lambda: tuple(self._query(
-            "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM passages)")[0]))
+        return self._shape()[:2]
+
+    def _shape(self) -> tuple[int, int, str]:
+        """(documents, passages, index type), read once per generation."""
+        return self._cached("shape", lambda: tuple(self._query(
+            "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM passages), "
+            "coalesce((SELECT value #>> '{}' FROM settings WHERE key = 'index_type'), "
+            "'auto')")[0]))
 
     def iter_documents(self) -> Iterator[tuple[int, str, str]]:
         yield from self._query("SELECT id, root, path FROM documents ORDER BY id")
@@ -629,9 +655,11 @@ class PostgresStore(Store):
                      ) -> list[list[tuple[int, float]]]:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         queries = queries.reshape(len(queries), -1)
-        if where is None and not first_only:
-            matching, scope = self.counts()[1], None
-            exact = exact or choose_kind(self._index_type(), matching) == "flat"
+        documents, passages, index_type = self._shape()
+        if where is None:  # every passage, or every document's first one
+            matching, scope = (documents if first_only else passages), None
+            exact = exact or choose_kind(index_type, passages) == "flat" or \
+                first_only and matching <= self.exact_subset_max
         else:
             matching, scope = self._scope(where, first_only)
             exact = exact or matching <= self.exact_subset_max
@@ -640,16 +668,12 @@ class PostgresStore(Store):
         return [self._dense_one(q, k, where, first_only, scope, exact, min(k, matching))
                 for q in queries]
 
-    def _index_type(self) -> str:
-        return self._cached("index_type", lambda: (self._query(
-            "SELECT value FROM settings WHERE key = 'index_type'") or [["auto"]])[0][0])
-
-    def _scope(self, where: Filter | None, first_only: bool) -> tuple[int, list[int] | None]:
+    def _scope(self, where: Filter, first_only: bool) -> tuple[int, list[int] | None]:
         """How many passages a filtered search ranks, and the ids of the documents they
         belong to when there are few enough for an exact search (else None)."""
 
         def compute():
-            predicate, params = ("TRUE", []) if where is None else compile_filter(where)
+            predicate, params = compile_filter(where)
             count = "1" if first_only else "passages"
             limit = self.exact_subset_max
             rows = self._query(f"SELECT id, {count} FROM documents d WHERE {predicate} "

@@ -278,3 +278,24 @@ def test_migrations_are_recorded(url):
     finally:
         store.close()
     open_store(url).close()  # a second open applies nothing twice
+
+
+def test_a_role_that_may_only_read_searches_and_is_told_it_cannot_write(postgres, url):
+    store = open_store(url, create=True)
+    store.save_settings({"dimension": 16, "index_type": "flat"})
+    store.write_documents([document("a", 2)], unit(2))
+    store.close()
+    name = database_name(url)
+    postgres.sql("postgres", "DROP ROLE IF EXISTS reader")
+    postgres.sql("postgres", "CREATE ROLE reader LOGIN")
+    postgres.sql(name, "GRANT USAGE ON SCHEMA bertsearch TO reader; "
+                       "GRANT SELECT ON ALL TABLES IN SCHEMA bertsearch TO reader")
+    reader = open_store(url.replace("postgres@", "reader@"))  # not asked to be read-only
+    try:
+        assert reader.counts() == (1, 2) and reader.keyword_search([("alpha",)], 5)
+        with pytest.raises(IndexReadOnlyError, match="may not change the index"):
+            reader.delete_documents([reader.stored_document("a").id])
+    finally:
+        reader.close()
+        postgres.drop(url)
+        postgres.sql("postgres", "DROP ROLE reader")
