@@ -2,7 +2,7 @@
 writing them, query latency by mode, recall@10 against exact search, size on disk.
 
     nice -n 19 python bench/postgres.py [--passages 100000] [--queries 200] [--url URL]
-                                        [--ef-search 40,100,200,400]
+                                        [--ef-search 40,100,200,400] [--real-index DIR]
 
 The first 40 linux-docs files are indexed for real (build_index, the default model); their
 passages are then replicated as bench/query.py does (copy 0 as they are, each further copy's
@@ -20,6 +20,7 @@ package is started in a temporary folder (and stopped at the end).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import tempfile
 import time
@@ -29,9 +30,10 @@ import numpy as np
 from common import Timer, print_table, shared_data
 
 
-def real_part(work: Path, encoder):
-    """Index the first 40 linux-docs files for real; their documents, passages, vectors and
-    the index's settings."""
+def real_part(work: Path, real: Path, encoder):
+    """Index the first 40 linux-docs files for real into `real` (kept there: a later run
+    with the same --real-index reuses it); their documents, passages, vectors and the
+    index's settings."""
     from indexer import build_index
     from indexer.store import open_store
 
@@ -40,15 +42,17 @@ def real_part(work: Path, encoder):
         target = work / "docs" / path.relative_to(source)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, target)
-    build_index(work / "docs", work / "real", encoder)
-    with open_store(work / "real") as store:
+    if not (real / "passages.db").exists():
+        build_index(work / "docs", real, encoder)
+    with open_store(real) as store:
         settings = {k: v for k, v in store.settings().items()
                     if k not in ("generation", "syncs")}
         originals = []
-        for doc_id, _, key in store.iter_documents():
+        for doc_id, root, path in store.iter_documents():
             rows = store.document_passages(doc_id)
             _, vectors = zip(*store.stored_vectors(np.array([r.id for r in rows])))
-            originals.append((store.document(key), rows, np.concatenate(vectors)))
+            originals.append((store.document(os.path.join(root, path)), rows,
+                              np.concatenate(vectors)))
     return originals, settings
 
 
@@ -82,7 +86,7 @@ def replicas(originals, passages: int, batch: int = 1000):
         copy += 1
     if documents:
         out.append((documents, np.concatenate(vectors)))
-    return out
+    return out, copy
 
 
 def write(location, settings: dict, batches) -> float:
@@ -141,7 +145,7 @@ def measure(name, location, encoder, queries, vectors) -> list[list]:
                                    group="passages")
             recall = (np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, exact)])
                       if mode == "dense" and spec is None else float("nan"))
-            rows.append([name, mode, "1 % (bucket = 7)" if spec else "-",
+            rows.append([name, mode, f"bucket = {spec['bucket']}" if spec else "-",
                          float(np.percentile(times, 50)), float(np.percentile(times, 99)),
                          recall])
     return rows
@@ -163,6 +167,8 @@ def main() -> None:
     parser.add_argument("--url", default=None, help="an existing PostgreSQL (else embedded)")
     parser.add_argument("--ef-search", default="40,100,200,400",
                         help="HNSW candidate lists to sweep on PostgreSQL")
+    parser.add_argument("--real-index", type=Path, default=None,
+                        help="keep the really indexed part here, and reuse it next time")
     args = parser.parse_args()
 
     from embedder import Encoder
@@ -172,8 +178,9 @@ def main() -> None:
     url, stop = (args.url, lambda: None) if args.url else start_postgres()
     try:
         encoder = Encoder.load("default", device="cpu")
-        originals, settings = real_part(work, encoder)
-        batches = replicas(originals, args.passages)
+        originals, settings = real_part(work, args.real_index or work / "real", encoder)
+        batches, copies = replicas(originals, args.passages)
+        RUNS[1:] = [(mode, spec and {"bucket": min(7, copies - 1)}) for mode, spec in RUNS[1:]]
         embedded = work / "embedded"
         write_rows = []
         for name, location in (("embedded (SQLite + FAISS)", embedded),

@@ -79,6 +79,7 @@ HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
 HNSW_EF_SEARCH = 100
 MIN_PGVECTOR = (0, 8)  # iterative index scans
+INLINE_DIMENSIONS = 1000  # vectors up to 4 kB stay in the row, whatever the text beside them
 URL_OPTIONS = ("schema", "pool_size", "ef_search", "hnsw_m", "hnsw_ef_construction")
 CONNECT_TIMEOUT_S = 10
 POOL_TIMEOUT_S = 10  # waiting for a free (or a new) pooled connection
@@ -490,6 +491,10 @@ class PostgresStore(Store):
                     f"pass --rebuild to re-embed with a {dimension}-dimensional model.")
             conn.execute(f"DROP INDEX IF EXISTS {HNSW_INDEX}")
             conn.execute(f"ALTER TABLE passages ALTER COLUMN embedding TYPE vector({dimension})")
+            # inline, not in TOAST (pgvector's default once a row passes 2 kB): an exact
+            # search reads every vector, and a TOAST fetch each tripled its cost (measured)
+            storage = "PLAIN" if dimension <= INLINE_DIMENSIONS else "MAIN"
+            conn.execute(f"ALTER TABLE passages ALTER COLUMN embedding SET STORAGE {storage}")
             has_index = None
         wanted = dimension and settings.get("index_type", "auto") != "flat"
         if wanted and not has_index:
