@@ -69,15 +69,18 @@ from .store import (
     Store,
     StoredDocument,
 )
-from .vectors import EXACT_SUBSET_MAX, choose_kind
+from .vectors import EXACT_SUBSET_MAX, HNSW_NEIGHBOURS, choose_kind
+from .vectors import HNSW_EF_CONSTRUCTION as FAISS_EF_CONSTRUCTION
+from .vectors import HNSW_EF_SEARCH as FAISS_EF_SEARCH
 
 DEFAULT_SCHEMA = "bertsearch"
 DEFAULT_POOL_SIZE = 4
-# pgvector's defaults for the graph; the candidate list is wider than its 40 so that
-# recall@10 against exact search stays >= 0.98 at 100,000 passages (bench/postgres.py)
-HNSW_M = 16
-HNSW_EF_CONSTRUCTION = 64
-HNSW_EF_SEARCH = 100
+# The graph and candidate list of the embedded store's FAISS HNSW, so dense search behaves
+# alike in both (bench/postgres.py measures both, with a sweep of ef_search).
+HNSW_M = HNSW_NEIGHBOURS
+HNSW_EF_CONSTRUCTION = FAISS_EF_CONSTRUCTION
+HNSW_EF_SEARCH = FAISS_EF_SEARCH
+MAX_BUILD_MEMORY_KB = 1024 * 1024  # maintenance_work_mem for building the graph, at most
 MIN_PGVECTOR = (0, 8)  # iterative index scans
 INLINE_DIMENSIONS = 1000  # vectors up to 4 kB stay in the row, whatever the text beside them
 URL_OPTIONS = ("schema", "pool_size", "ef_search", "hnsw_m", "hnsw_ef_construction")
@@ -201,6 +204,7 @@ class PostgresStore(Store):
         self.damage: str | None = None
         self.ef_search = HNSW_EF_SEARCH
         self._seen = -1  # the generation `refresh` saw last
+        self._lock_session = None  # the connection holding the writer lock, while held
         self._lock = threading.Lock()
         self._cache: dict = {}  # generation-scoped answers (counts, matching documents)
         self._generation = -1
@@ -476,14 +480,13 @@ class PostgresStore(Store):
         self._write(work)
 
     def _shape_vectors(self, conn) -> None:
-        """Give the vector column the index's dimension and keep an HNSW index on it unless
-        the index type is `flat` (its parameters recorded in the settings)."""
+        """Give the vector column the index's dimension, and drop the HNSW index when the
+        index type is `flat` (`checkpoint` builds it when wanted)."""
         settings = dict(conn.execute("SELECT key, value FROM settings").fetchall())
         dimension = int(settings.get("dimension") or 0)
         typmod = conn.execute(
             "SELECT atttypmod FROM pg_attribute WHERE attrelid = 'passages'::regclass "
             "AND attname = 'embedding'").fetchone()[0]
-        has_index = conn.execute("SELECT to_regclass(%s)", [HNSW_INDEX]).fetchone()[0]
         if dimension and typmod != dimension:
             if conn.execute("SELECT EXISTS (SELECT 1 FROM passages)").fetchone()[0]:
                 raise IndexMismatchError(
@@ -495,18 +498,48 @@ class PostgresStore(Store):
             # search reads every vector, and a TOAST fetch each tripled its cost (measured)
             storage = "PLAIN" if dimension <= INLINE_DIMENSIONS else "MAIN"
             conn.execute(f"ALTER TABLE passages ALTER COLUMN embedding SET STORAGE {storage}")
-            has_index = None
-        wanted = dimension and settings.get("index_type", "auto") != "flat"
-        if wanted and not has_index:
-            m = int(self.options.get("hnsw_m") or HNSW_M)
-            build = int(self.options.get("hnsw_ef_construction") or HNSW_EF_CONSTRUCTION)
-            conn.execute(f"CREATE INDEX {HNSW_INDEX} ON passages USING hnsw "
-                         f"(embedding vector_ip_ops) WITH (m = {m}, ef_construction = {build})")
-            self._put_settings(conn, {"hnsw_m": m, "hnsw_ef_construction": build,
-                                      "hnsw_ef_search": settings.get("hnsw_ef_search",
-                                                                     HNSW_EF_SEARCH)})
-        elif not wanted and has_index:
-            conn.execute(f"DROP INDEX {HNSW_INDEX}")
+        if settings.get("index_type") == "flat":
+            conn.execute(f"DROP INDEX IF EXISTS {HNSW_INDEX}")
+
+    def checkpoint(self) -> None:
+        """Build the HNSW index once it is wanted (`hnsw`, or `auto` from
+        `vectors.AUTO_HNSW_FROM` passages, as the embedded store builds its FAISS graph) and
+        missing: in one go over
+        the rows, which gives a better graph in a fraction of the time of growing it from
+        an empty table row by row; later rows join it as they are written. Built
+        CONCURRENTLY (writes go on meanwhile) by whoever holds the writer lock, or can take
+        it without waiting; a reader or a busy lock leaves it to the next writer."""
+        if self.read_only:
+            return
+        documents, passages, index_type, has_index = self._shape()
+        if has_index or index_type == "flat" or choose_kind(index_type, passages) == "flat":
+            return
+        if self._lock_session is not None:
+            self._build_hnsw(self._lock_session, passages)
+            return
+        with contextlib.suppress(IndexBusyError), self.writer_lock("bertsearch (HNSW build)"):
+            self._build_hnsw(self._lock_session, passages)
+
+    def _build_hnsw(self, conn, passages: int) -> None:
+        psycopg, _, _ = _psycopg()
+        m = int(self.options.get("hnsw_m") or HNSW_M)
+        build = int(self.options.get("hnsw_ef_construction") or HNSW_EF_CONSTRUCTION)
+        dimension = int(self.settings().get("dimension") or 0)
+        memory_kb = min(MAX_BUILD_MEMORY_KB,
+                        max(65536, 3 * passages * (4 * dimension + 16 * m + 128) // 2048))
+        try:
+            conn.execute(f"SET maintenance_work_mem = '{memory_kb}kB'")
+            valid = conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = "
+                                 "to_regclass(%s)", [HNSW_INDEX]).fetchone()
+            if valid and not valid[0]:  # an interrupted concurrent build
+                conn.execute(f"DROP INDEX CONCURRENTLY {HNSW_INDEX}")
+            conn.execute(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {HNSW_INDEX} ON passages "
+                         f"USING hnsw (embedding vector_ip_ops) WITH (m = {m}, "
+                         f"ef_construction = {build})")
+        except psycopg.Error as exc:
+            raise self._error(exc) from None
+        self.save_settings({"hnsw_m": m, "hnsw_ef_construction": build,
+                            "hnsw_ef_search": self.ef_search})
 
     @contextlib.contextmanager
     def writer_lock(self, owner: str, wait: bool = False):
@@ -524,9 +557,11 @@ class PostgresStore(Store):
             if isinstance(exc, psycopg.Error):
                 raise self._error(exc) from None
             raise
+        self._lock_session = conn
         try:
             yield
         finally:
+            self._lock_session = None
             conn.close()  # ends the session: the lock goes with it
 
     def _take_lock(self, conn, key: str, owner: str, wait: bool) -> None:
@@ -623,12 +658,14 @@ class PostgresStore(Store):
     def counts(self) -> tuple[int, int]:
         return self._shape()[:2]
 
-    def _shape(self) -> tuple[int, int, str]:
-        """(documents, passages, index type), read once per generation."""
+    def _shape(self) -> tuple[int, int, str, bool]:
+        """(documents, passages, index type, whether a valid HNSW index is there), read once
+        per generation."""
         return self._cached("shape", lambda: tuple(self._query(
             "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM passages), "
             "coalesce((SELECT value #>> '{}' FROM settings WHERE key = 'index_type'), "
-            "'auto')")[0]))
+            "'auto'), coalesce((SELECT indisvalid FROM pg_index WHERE indexrelid = "
+            "to_regclass(%s)), false)", [HNSW_INDEX])[0]))
 
     def iter_documents(self) -> Iterator[tuple[int, str, str]]:
         yield from self._query("SELECT id, root, path FROM documents ORDER BY id")
@@ -660,7 +697,8 @@ class PostgresStore(Store):
                      ) -> list[list[tuple[int, float]]]:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         queries = queries.reshape(len(queries), -1)
-        documents, passages, index_type = self._shape()
+        documents, passages, index_type, has_index = self._shape()
+        exact = exact or not has_index  # no graph (yet): every passage is scored
         if where is None:  # every passage, or every document's first one
             matching, scope = (documents if first_only else passages), None
             exact = exact or choose_kind(index_type, passages) == "flat" or \
@@ -763,13 +801,14 @@ class PostgresStore(Store):
         return changed
 
     def describe(self) -> dict:
-        passages = self.counts()[1]
-        settings = self.settings()
-        out = {"vector_index": choose_kind(settings.get("index_type", "auto"), passages),
-               "vectors": passages}
-        if "hnsw_m" in settings and settings.get("index_type") != "flat":
-            out["hnsw"] = {"m": settings["hnsw_m"],
-                           "ef_construction": settings["hnsw_ef_construction"],
+        _, passages, index_type, has_index = self._shape()
+        kind = choose_kind(index_type, passages)
+        out = {"vector_index": kind if has_index or kind == "flat" else
+               "flat (the HNSW index is built at the next sync)", "vectors": passages}
+        if has_index:
+            settings = self.settings()
+            out["hnsw"] = {"m": settings.get("hnsw_m"),
+                           "ef_construction": settings.get("hnsw_ef_construction"),
                            "ef_search": self.ef_search}
         return out
 
@@ -816,15 +855,12 @@ class PostgresStore(Store):
         return self.damage
 
     def quick_check(self) -> str | None:
-        """The tables answer and the HNSW index (if the settings want one) is valid."""
+        """The tables answer (an HNSW index left invalid by an interrupted build is not
+        damage: searches do without it and the next checkpoint rebuilds it)."""
         try:
-            rows = self._query(
-                "SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass(%s)",
-                [HNSW_INDEX])
+            self._query("SELECT 1 FROM documents LIMIT 1")
         except IndexCorruptError as exc:
             return str(exc)
-        if rows and not rows[0][0]:
-            return "the HNSW index is not valid (an interrupted build)"
         return self.damage
 
     def check(self, repair: bool = False, reembed=None) -> tuple[list[str], list[str]]:
@@ -907,14 +943,21 @@ class PostgresStore(Store):
         return f"the keyword index disagrees with {len(bad)} passages", mend
 
     def _check_hnsw(self):
-        problem = self.quick_check()
-        if not problem or "HNSW" not in problem:
+        """An HNSW index must be valid (a concurrent build that was interrupted leaves an
+        invalid one behind)."""
+        rows = self._query("SELECT indisvalid FROM pg_index WHERE indexrelid = "
+                           "to_regclass(%s)", [HNSW_INDEX])
+        if not rows or rows[0][0]:
             return None, None
 
         def mend():
-            self._run(lambda conn: conn.execute(f"REINDEX INDEX {HNSW_INDEX}"))
+            if self._lock_session is not None:
+                self._build_hnsw(self._lock_session, self.counts()[1])
+            else:
+                with self._connect() as conn:
+                    self._build_hnsw(conn, self.counts()[1])
             return "HNSW index rebuilt"
-        return problem, mend
+        return "the HNSW index is not valid (an interrupted build)", mend
 
 
 # -- URLs ---------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ def hnsw_store(url, n_docs=1000, passages=3):
     vectors = unit(n_docs * passages, seed=4)
     store.write_documents([document(f"d{i}", passages, metadata={"bucket": i % 100})
                            for i in range(n_docs)], vectors)
+    store.checkpoint()  # the graph is built in one go over the rows
     return store, vectors
 
 
@@ -55,8 +56,9 @@ def test_hnsw_is_recorded_and_finds_what_exact_search_finds(url):
     store, vectors = hnsw_store(url)
     try:
         settings = store.settings()
-        assert (settings["hnsw_m"], settings["hnsw_ef_construction"]) == (16, 64)
-        assert store.describe()["hnsw"] == {"m": 16, "ef_construction": 64, "ef_search": 100}
+        assert (settings["hnsw_m"], settings["hnsw_ef_construction"]) == (32, 200)
+        assert store.describe()["hnsw"] == {"m": 32, "ef_construction": 200, "ef_search": 256}
+        assert store.describe()["vector_index"] == "hnsw"
         queries = unit(20, seed=7)
         exact = store.dense_search(queries, 10, exact=True)
         ids = sorted(p.id for i in range(1000)
@@ -69,8 +71,34 @@ def test_hnsw_is_recorded_and_finds_what_exact_search_finds(url):
         assert overlap(approximate, exact) >= 0.95
         assert all([s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
                    for hits in approximate)
-        deep = store.dense_search(queries[:1], 300)[0]  # deeper than the candidate list
-        assert len(deep) == 300 and len({i for i, _ in deep}) == 300
+        deep = store.dense_search(queries[:1], 400)[0]  # deeper than the candidate list
+        assert len(deep) == 400 and len({i for i, _ in deep}) == 400
+    finally:
+        store.close()
+
+
+def test_the_graph_is_built_at_checkpoint_and_rebuilt_when_left_invalid(url):
+    store = open_store(url, create=True)
+    try:
+        store.save_settings({"dimension": 16, "index_type": "hnsw"})
+        store.write_documents([document(f"d{i}", 2) for i in range(50)], unit(100))
+        assert store.describe()["vector_index"].startswith("flat (")  # not built yet
+        exact = store.dense_search(unit(3, seed=1), 5, exact=True)
+        assert store.dense_search(unit(3, seed=1), 5) == exact  # without a graph: exact
+        store.checkpoint()
+        assert store.describe()["vector_index"] == "hnsw"
+        store._run(lambda conn: conn.execute(  # as an interrupted CONCURRENTLY build leaves it
+            "UPDATE pg_index SET indisvalid = false WHERE indexrelid = "
+            "to_regclass('passages_embedding_hnsw')"))
+        store.save_settings({})  # a write: the next search reads the shape again
+        assert store.describe()["vector_index"].startswith("flat (")
+        assert store.quick_check() is None  # derived: not damage
+        problems, repairs = store.check(repair=True)
+        assert problems == ["the HNSW index is not valid (an interrupted build)"]
+        assert repairs == ["HNSW index rebuilt"] and store.check() == ([], [])
+        assert store.describe()["vector_index"] == "hnsw"
+        store.save_settings({"index_type": "flat"})  # flat keeps no graph
+        assert store.describe()["vector_index"] == "flat" and "hnsw" not in store.describe()
     finally:
         store.close()
 
@@ -101,7 +129,7 @@ def test_url_options_and_schemas(url):
             store.save_settings({"dimension": 16, "index_type": "flat"})
         a.write_documents([document("only-in-a", 2)], unit(2))
         assert (a.counts(), b.counts()) == ((1, 2), (0, 0))  # two indexes, one database
-        assert a.ef_search == 50 and b.ef_search == 100
+        assert a.ef_search == 50 and b.ef_search == 256
         assert a.schema == "notes_a" and "notes_a" in a.location
     finally:
         a.close()
