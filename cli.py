@@ -115,18 +115,28 @@ index_option = click.option(
               show_default=True, help="Exact (flat) or approximate (hnsw) search; auto by size.")
 @click.option("--max-file-mb", default=10.0, show_default=True, type=float,
               help="Skip larger files.")
-@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1),
-              help="Passages embedded and committed together; a crash loses at most one batch.")
+@click.option("--batch-size", default=None, type=click.IntRange(min=1),
+              help="Passages embedded and committed together; a crash loses at most one "
+                   "batch. Default 256 (16,384 with --ray).")
 @click.option("--context", type=click.Choice(["headings", "plain"]), default="headings",
               show_default=True,
               help="Embed each passage with its document's title and section headings, or "
                    "its text alone (a change re-embeds everything on the next sync).")
 @click.option("--wait", is_flag=True,
               help="If another indexer is writing this index, wait for it instead of failing.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None,
+              metavar="[local|auto|ADDRESS]",
+              help="Embed on Ray: 'local' (the default when given bare) starts Ray here, "
+                   "'auto' or an address joins a running cluster. Needs bertsearch[ray].")
+@click.option("--ray-actors", default=1, show_default=True, type=click.IntRange(min=1),
+              help="With --ray: actors embedding at once (each loads the model once).")
+@click.option("--ray-gpus-per-actor", default=0.0, show_default=True,
+              type=click.FloatRange(min=0), help="With --ray: a GPU share for each actor.")
 @backend_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no list of skipped files.")
 def index(folder, index_dir, model, include, exclude, rebuild, chunk_tokens, overlap,
-          index_type, max_file_mb, batch_size, context, wait, backend, quiet):
+          index_type, max_file_mb, batch_size, context, wait, ray_address, ray_actors,
+          ray_gpus_per_actor, backend, quiet):
     """Index the documents in FOLDER (.txt .md .rst .html .pdf), or sync the index with it.
 
     Re-running on the same folder embeds only new and changed files and drops deleted ones.
@@ -135,11 +145,13 @@ def index(folder, index_dir, model, include, exclude, rebuild, chunk_tokens, ove
     Example:
       bertsearch index ~/notes --index ~/notes-index
       bertsearch index docs/ --include '*.md' --exclude 'drafts/*'
+      bertsearch index corpus/ --index postgresql://db/search --ray auto --ray-actors 8
     """
-    from indexer import ChunkSettings, build_index, encoder_for_index
-    from indexer.build import check_folder
+    from indexer.documents import check_folder
 
-    check_folder(folder)  # before loading the model: a typo is answered at once
+    check_folder(folder)  # before loading anything heavy: a typo is answered at once
+    from indexer import ChunkSettings, build_index, encoder_for_index
+
     encoder = encoder_for_index(index_dir, model, backend, rebuild=rebuild)
     progress = _progress_bar(quiet)
     try:
@@ -148,9 +160,17 @@ def index(folder, index_dir, model, include, exclude, rebuild, chunk_tokens, ove
                 folder, index_dir, encoder, chunk=ChunkSettings(chunk_tokens, overlap),
                 include=list(include), exclude=list(exclude), rebuild=rebuild,
                 index_type=index_type, max_file_bytes=int(max_file_mb * 1024 * 1024),
-                batch_passages=batch_size, context=context, wait=wait, progress=progress)
+                batch_passages=batch_size, context=context, wait=wait, progress=progress,
+                ray=ray_address, ray_actors=ray_actors, ray_gpus_per_actor=ray_gpus_per_actor)
     except KeyboardInterrupt:
-        raise click.ClickException(_interrupted(progress.state, batch_size)) from None
+        raise click.ClickException(_interrupted(progress.state, batch_size or 256)) from None
+    if getattr(encoder, "backend_name", "") == "torch" and encoder.device == "cpu":
+        from embedder.backends import onnx_cached
+
+        if not onnx_cached("onnx", encoder.fingerprint) and not quiet:
+            click.echo("Building the fast path for single queries (an ONNX export of the "
+                       "model, once; cached)...", err=True)
+        encoder.fast_small_calls(export=True)
     if report.recipe_change:
         old, new = report.recipe_change
         click.echo(f"The passage recipe changed ({old} -> {new}): every document was "
@@ -230,13 +250,23 @@ def _print_answer(result: dict, filtered: bool) -> None:
         click.echo(f"    {_snippet(hit)}")
     chain, order = result.get("coherence"), result.get("reading_order")
     if chain:
-        click.echo(f"\nCoherence of consecutive hits (P(next)): "
-                   f"{' '.join(f'{s:.2f}' for s in chain['pair_scores'])}")
+        click.echo(f"\nCoherence of consecutive hits (P(next); d = known from the document): "
+                   f"{_links_text(chain)}")
         click.echo(f"  mean {chain['mean']:.2f}; weakest link {chain['weakest_link'] + 1}->"
                    f"{chain['weakest_link'] + 2} ({chain['weakest_score']:.2f})")
     if order:
         click.echo(f"Suggested reading order: {', '.join(str(i + 1) for i in order['order'])}"
-                   f" (mean P(next) {order['mean']:.2f})")
+                   f" (one file's hits in its order, files by P(next); links "
+                   f"{_links_text(order)})")
+
+
+def _links_text(scored: dict) -> str:
+    """Link scores of a chain or order, those known from the document marked `d`
+    ('0.62 1.00d 0.31'); a server without links gives plain scores."""
+    links = scored.get("links") or [{"kind": "scored", "score": s}
+                                    for s in scored["pair_scores"]]
+    return " ".join(f"{link['score']:.2f}{'d' if link['kind'] == 'document' else ''}"
+                    for link in links) or "-"
 
 
 @main.command()
@@ -365,7 +395,8 @@ def documents_delete(doc_id, index_dir):
               help="Seconds a client has to send a request's headers, and again its body.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
-@click.option("--no-access-log", is_flag=True, help="No JSON line per request on stderr.")
+@click.option("--no-access-log", is_flag=True,
+              help="No JSON line per request on stderr (also off at --log-level warning+).")
 def serve(index_dir, host, port, model, api_key, coherence_model, classifier, backend,
           strict_model_names, read_timeout, log_level, no_access_log):
     """Serve search, embeddings and coherence over HTTP (OpenAPI docs at /docs).
@@ -541,8 +572,8 @@ def coherence_score(texts, path, model, index_dir, as_json):
         raise click.ClickException("Give at least two passages (as arguments or --file).")
     chain, order = coherence_scorer_for(index_dir, model).read(passages)
     if as_json:
-        click.echo(json.dumps({"coherence": chain.__dict__,
-                               "reading_order": order and order.__dict__}, indent=2))
+        click.echo(json.dumps({"coherence": chain.to_dict(),
+                               "reading_order": order and order.to_dict()}, indent=2))
         return
     for i, score in enumerate(chain.pair_scores):
         click.echo(f"{i + 1} -> {i + 2}: P(next) = {score:.3f}")

@@ -9,6 +9,12 @@ sentence-transformers' fp32 encode (targets: exact torch path >= 1.0, fastest >=
 each path's cosine to it (the quality guard asks mean >= 0.99). With `--budgets`, also
 passages/s of each backend for each `max_batch_tokens` (padded tokens per forward pass),
 against the default budget's.
+
+With `--load N`, instead: each backend's throughput on `--passages` passages and its
+single-query latency (a sentence, p50 of 200), idle and then with N busy single-threaded
+processes beside it (a server and an indexer on one machine), for `--load-rounds` rounds;
+the goal is, in every round, at least 0.27x the idle throughput (0.8x the share one process
+of three would get on 2 cores).
 """
 
 from __future__ import annotations
@@ -26,7 +32,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--backends", default="torch,onnx,onnx-int8")
     parser.add_argument("--budgets", default=None, help="max_batch_tokens values to compare")
+    parser.add_argument("--load", type=int, default=0,
+                        help="busy single-threaded processes beside (0: the usual run)")
+    parser.add_argument("--load-rounds", type=int, default=3)
     args = parser.parse_args()
+    if args.load:
+        return under_load(args)
 
     import torch
     from sentence_transformers import SentenceTransformer
@@ -67,6 +78,51 @@ def main() -> None:
     if args.budgets:
         print()
         compare_budgets(encoders, passages, [int(b) for b in args.budgets.split(",")])
+
+
+def under_load(args) -> None:
+    """Throughput and single-query latency of each backend, idle and beside busy processes."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from embedder import Encoder
+
+    passages = linux_doc_paragraphs(args.passages)
+    encoders = {b: Encoder.load("default", device="cpu", backend=b)
+                for b in args.backends.split(",")}
+    query = ["how do I mount the debug file system at boot?"]
+
+    def measure(encoder):
+        with warnings.catch_warnings(), Timer() as t:
+            warnings.simplefilter("ignore")
+            encoder.encode(passages)
+        latencies = []
+        for _ in range(200):
+            with Timer() as q:
+                encoder.encode(query)
+            latencies.append(q.seconds * 1000)
+        return len(passages) / t.seconds, float(np.percentile(latencies, 50))
+
+    rows = []
+    for round_ in range(1, args.load_rounds + 1):
+        for name, encoder in encoders.items():
+            encoder.encode(passages[:32])  # warm
+            idle_rate, idle_ms = measure(encoder)
+            busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                    for _ in range(args.load)]
+            try:
+                busy_rate, busy_ms = measure(encoder)
+            finally:
+                for proc in busy:
+                    proc.kill()
+                    proc.wait()
+            rows.append([round_, name, idle_rate, busy_rate, busy_rate / idle_rate,
+                         idle_ms, busy_ms])
+    print(f"{len(passages)} passages; {args.load} busy single-threaded processes beside")
+    print_table(["round", "backend", "idle passages/s", "loaded passages/s", "loaded / idle",
+                 "idle query p50 ms", "loaded query p50 ms"], rows)
 
 
 def compare_budgets(encoders: dict, passages: list[str], budgets: list[int]) -> None:

@@ -107,6 +107,13 @@ def make_backend(name: str, model, fingerprint: str, device: str, config):
     return OnnxBackend(onnx_file(name, model, fingerprint, config), name)
 
 
+def onnx_cached(name: str, fingerprint: str) -> bool:
+    """Whether backend `name`'s ONNX file for this model is built already."""
+    folder = cache_dir() / "onnx" / fingerprint
+    return (folder / ("model-int8.onnx" if name == "onnx-int8"
+                      else "model-optimised.onnx")).exists()
+
+
 def onnx_file(name: str, model, fingerprint: str, config) -> Path:
     """The ONNX file for backend `name` of this model, building what is missing."""
     folder = cache_dir() / "onnx" / fingerprint

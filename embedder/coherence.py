@@ -8,6 +8,16 @@ head (a `bertsearch pretrain` output). Scores are P(B follows A) in [0, 1].
 
 A pair is trimmed longest-first to the model's limit keeping the *end* of A and the *start*
 of B, where the evidence of continuity is.
+
+Scores are calibrated: a model's `info.json` may carry a temperature (and bias) fitted on
+held-out pairs of sources it never trained on (`embedder.training.calibration`), which the
+scorer applies to the NSP head's log-odds, so that 0.5 means even odds beyond the training
+text too.
+
+Reading order uses what is known before it guesses: passages given with their `Position`
+(document and ordinal, as search hits have) keep their document's order, and NSP only
+decides where one document's run of passages goes relative to another's. Each link of a
+chain or an order says which it was: `document` (known) or `scored` (NSP).
 """
 
 from __future__ import annotations
@@ -17,7 +27,7 @@ import itertools
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +48,7 @@ PACKAGED_COHERENCE = Path(__file__).parent / "coherence_model"
 DELTA_FILE = "delta.safetensors"
 LORA_A, LORA_B = ".lora_A", ".lora_B"  # suffixes of the low-rank factors of a weight's change
 INFO_FILE = "info.json"
-MAX_ORDER_PASSAGES = 12  # reading order is exact (Held-Karp) up to this many passages
+MAX_ORDER_PASSAGES = 12  # reading order is exact (Held-Karp) up to this many runs of passages
 # the lecture's label y: 1 when B follows A. Hugging Face's `next_sentence_label` is the
 # opposite (0 = B follows A); `embedder.training.pairs.hf_next_sentence_label` converts.
 IS_NEXT, NOT_NEXT = 1, 0
@@ -54,14 +64,43 @@ class TextPair:
     kind: str  # "next", "random", "same_document" or "swapped"
 
 
+DOCUMENT, SCORED = "document", "scored"  # how a link's score is known
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a passage lies: its document and its place in it (a search hit's `document_id`
+    and `ordinal`)."""
+
+    document: str
+    ordinal: int
+
+
+@dataclass(frozen=True)
+class Link:
+    """One step A -> B of a chain or an order, and how its score is known.
+
+    `document`: A and B lie in one document, so the order is known: 1.0 when B comes after A
+    there, 0.0 when before. `scored`: A and B are from different documents (or have no
+    position), and the score is the model's calibrated P(B follows A).
+    """
+
+    kind: str  # DOCUMENT or SCORED
+    score: float
+
+
 @dataclass
 class Chain:
     """Coherence of passages in the order given."""
 
-    pair_scores: list[float]  # P(passage i+1 follows passage i)
+    pair_scores: list[float]  # P(passage i+1 follows passage i): the links' scores
     mean: float
     weakest_link: int | None  # i of the least plausible step i -> i+1
     weakest_score: float | None
+    links: list[Link] = field(default_factory=list)  # step i -> i+1: known or scored
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass
@@ -71,31 +110,60 @@ class Order:
     order: list[int]
     pair_scores: list[float]
     mean: float
+    links: list[Link] = field(default_factory=list)  # each step of the order
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """P(next) = sigmoid(log_odds / temperature + bias), from the NSP head's log-odds
+    (temperature scaling, Guo et al. 2017, with an optional Platt bias). The identity
+    (1, 0) leaves the head's own probabilities."""
+
+    temperature: float = 1.0
+    bias: float = 0.0
+
+    def probability(self, log_odds: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-(np.asarray(log_odds) / self.temperature + self.bias)))
+
+    @classmethod
+    def of(cls, info: dict) -> Calibration:
+        """The calibration a model's `info.json` records (the identity if none)."""
+        fitted = info.get("calibration") or {}
+        return cls(float(fitted.get("temperature", 1.0)), float(fitted.get("bias", 0.0)))
 
 
 class CoherenceScorer:
     """Scores P(B follows A) with a BERT next-sentence-prediction head."""
 
     def __init__(self, model, tokenizer, *, name: str, max_length: int = 128,
-                 device: str = "cpu"):
+                 device: str = "cpu", calibration: Calibration = Calibration()):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.special = SpecialTokens.of(tokenizer)
         self.name = name
         self.max_length = max_length
         self.device = device
+        self.calibration = calibration
         self._runner = TorchBackend(self.model.bert, device)
 
     @classmethod
     def load(cls, model: str | os.PathLike | None = None, *, device: str | None = None,
-             max_length: int | None = None) -> CoherenceScorer:
+             max_length: int | None = None, calibrated: bool = True) -> CoherenceScorer:
         """The packaged default (`None` / `default`) or a folder with an NSP head.
+
+        Args:
+            calibrated: apply the calibration the model's `info.json` records (False: the
+                NSP head's own probabilities, e.g. to fit a new calibration).
 
         Raises:
             ModelNotFoundError: no such folder.
             ModelLoadError: the folder's model has no trained NSP head.
         """
         device = pick_device(device)
+        info: dict = {}
         if model is None or is_packaged_alias(model):
             net, tokenizer, info = load_delta(PACKAGED_COHERENCE)
             limit, name = info.get("max_length", 128), "bertsearch-coherence-minilm"
@@ -107,10 +175,17 @@ class CoherenceScorer:
             net, tokenizer = loaded.model, loaded.tokenizer
             limit, name = 128, str(model)
         return cls(net.to(device), tokenizer, name=name, max_length=max_length or limit,
-                   device=device)
+                   device=device, calibration=Calibration.of(info) if calibrated
+                   else Calibration())
 
     def scores(self, pairs: Sequence[tuple[str, str]], batch_size: int = 32) -> np.ndarray:
-        """P(B follows A) for each (A, B) pair, float64 in [0, 1], in input order."""
+        """P(B follows A) for each (A, B) pair, float64 in [0, 1], in input order
+        (calibrated when the model carries a calibration)."""
+        return self.calibration.probability(self.log_odds(pairs, batch_size))
+
+    def log_odds(self, pairs: Sequence[tuple[str, str]], batch_size: int = 32) -> np.ndarray:
+        """The NSP head's log-odds that B follows A, log P(next) - log P(not next), before
+        calibration: what a calibration is fitted on."""
         import torch
 
         pairs = _check_pairs(pairs)
@@ -129,9 +204,9 @@ class CoherenceScorer:
             chunk = order[start:start + batch_size]
             with torch.inference_mode():
                 logits = self.model.cls.seq_relationship(
-                    self._pooled([packed[i] for i in chunk])).float()
+                    self._pooled([packed[i] for i in chunk])).double()
             # Hugging Face's NSP label 0 means "B follows A"
-            out[chunk] = torch.softmax(logits, dim=-1)[:, 0].cpu().numpy()
+            out[chunk] = (logits[:, 0] - logits[:, 1]).cpu().numpy()
         return out
 
     def _pooled(self, inputs: list[PairInputs]):
@@ -152,47 +227,118 @@ class CoherenceScorer:
             matrix[i, j] = s
         return matrix
 
-    def chain_coherence(self, passages: Sequence[str]) -> Chain:
-        """Scores of each consecutive pair, their mean and the weakest link."""
+    def chain_coherence(self, passages: Sequence[str],
+                        positions: Sequence[Position] | None = None) -> Chain:
+        """Scores of each consecutive pair, their mean and the weakest link; pairs of one
+        document are known from their `positions`, not scored."""
         passages = _check_passages(passages, minimum=2)
-        return _chain(self.scores(list(zip(passages, passages[1:]))).tolist())
+        places = _check_positions(positions, len(passages))
+        steps = list(zip(range(len(passages)), range(1, len(passages))))
+        return _chain(_links(steps, places, self._scored(passages, places, steps)))
 
-    def read(self, passages: Sequence[str]) -> tuple[Chain, Order | None]:
-        """The chain's coherence and, for up to `MAX_ORDER_PASSAGES` passages, the reading
-        order, scoring each ordered pair once (the chain's pairs are cells of the matrix)."""
+    def read(self, passages: Sequence[str], positions: Sequence[Position] | None = None,
+             ) -> tuple[Chain, Order | None]:
+        """The chain's coherence in the order given and the reading order, scoring each
+        ordered pair once.
+
+        With `positions`, passages of one document are read in their document's order and
+        NSP only orders the documents' runs; the order is computed for up to
+        `MAX_ORDER_PASSAGES` runs (each passage is its own run without positions), else
+        it is None.
+        """
         passages = _check_passages(passages, minimum=2)
-        if len(passages) > MAX_ORDER_PASSAGES:
-            return self.chain_coherence(passages), None
-        matrix = self.score_matrix(passages)
-        return _chain([float(matrix[i, i + 1]) for i in range(len(passages) - 1)]), \
-            _order(matrix)
+        places = _check_positions(positions, len(passages))
+        runs = document_runs(places)
+        steps = list(zip(range(len(passages)), range(1, len(passages))))
+        ordering = len(runs) <= MAX_ORDER_PASSAGES
+        between = [(x[-1], y[0]) for x in runs for y in runs if x is not y] if ordering else []
+        scores = self._scored(passages, places, steps + between)
+        chain = _chain(_links(steps, places, scores))
+        return chain, (_order(runs, places, scores) if ordering else None)
 
-    def coherent_order(self, passages: Sequence[str]) -> Order:
+    def coherent_order(self, passages: Sequence[str],
+                       positions: Sequence[Position] | None = None) -> Order:
         """The order in which each passage most plausibly follows the last.
 
-        Maximises the product of P(next) along the path over the k x k score matrix:
-        exactly (Held-Karp dynamic programming) for up to 12 passages.
+        Passages of one document (by `positions`) keep their document's order; the runs of
+        different documents (each passage, without positions) are ordered to maximise the
+        product of P(next) over the steps between them: exactly (Held-Karp) for up to 12.
         """
         passages = _check_passages(passages, minimum=1)
-        if len(passages) > MAX_ORDER_PASSAGES:
+        places = _check_positions(positions, len(passages))
+        runs = document_runs(places)
+        if len(runs) > MAX_ORDER_PASSAGES:
             raise InvalidInputError(
-                f"Reading order is computed for at most {MAX_ORDER_PASSAGES} passages (it "
-                f"scores every ordered pair); got {len(passages)}.")
-        if len(passages) == 1:
-            return Order([0], [], 1.0)
-        return _order(self.score_matrix(passages))
+                f"Reading order is computed for at most {MAX_ORDER_PASSAGES} passages, or "
+                f"runs of one document's passages (it scores every ordered pair of them); "
+                f"got {len(runs)}.")
+        between = [(x[-1], y[0]) for x in runs for y in runs if x is not y]
+        return _order(runs, places, self._scored(passages, places, between))
+
+    def _scored(self, passages: list[str], places: list[Position],
+                steps: list[tuple[int, int]]) -> dict[tuple[int, int], float]:
+        """P(b follows a) for the steps between different documents, each pair scored once
+        (steps within a document are known, not scored)."""
+        wanted = sorted({(a, b) for a, b in steps
+                         if places[a].document != places[b].document})
+        scores = self.scores([(passages[a], passages[b]) for a, b in wanted])
+        return dict(zip(wanted, scores.tolist()))
 
 
-def _chain(scores: list[float]) -> Chain:
+def document_runs(places: Sequence[Position]) -> list[list[int]]:
+    """Passage indices grouped by document, each group in its document's order (by
+    ordinal, then as given), the groups in order of first appearance."""
+    runs: dict[str, list[int]] = {}
+    for i, place in enumerate(places):
+        runs.setdefault(place.document, []).append(i)
+    return [sorted(run, key=lambda i: places[i].ordinal) for run in runs.values()]
+
+
+def _links(steps: list[tuple[int, int]], places: list[Position],
+           scores: dict[tuple[int, int], float]) -> list[Link]:
+    """Each step's link: known from the document when both passages lie in one, else
+    the score NSP gave it."""
+    out = []
+    for a, b in steps:
+        if places[a].document == places[b].document:
+            out.append(Link(DOCUMENT, 1.0 if places[b].ordinal >= places[a].ordinal else 0.0))
+        else:
+            out.append(Link(SCORED, scores[(a, b)]))
+    return out
+
+
+def _chain(links: list[Link]) -> Chain:
+    scores = [link.score for link in links]
     weakest = int(np.argmin(scores))
-    return Chain(scores, float(np.mean(scores)), weakest, scores[weakest])
+    return Chain(scores, float(np.mean(scores)), weakest, scores[weakest], links)
 
 
-def _order(matrix: np.ndarray) -> Order:
-    """The most probable path through a P(next) matrix, with its steps' scores."""
-    order = best_path(np.log(np.clip(matrix, 1e-9, 1.0)))
-    steps = [float(matrix[a, b]) for a, b in zip(order, order[1:])]
-    return Order(order, steps, float(np.mean(steps)))
+def _order(runs: list[list[int]], places: list[Position],
+           scores: dict[tuple[int, int], float]) -> Order:
+    """The most probable sequence of runs by the P(next) of their junctions (the last
+    passage of one, the first of the next), each run kept in its own order."""
+    k = len(runs)
+    matrix = np.full((k, k), np.nan)
+    for x in range(k):
+        for y in range(k):
+            if x != y:
+                matrix[x, y] = scores[(runs[x][-1], runs[y][0])]
+    path = best_path(np.log(np.clip(matrix, 1e-9, 1.0))) if k > 1 else [0]
+    order = [i for x in path for i in runs[x]]
+    links = _links(list(zip(order, order[1:])), places, scores)
+    steps = [link.score for link in links]
+    return Order(order, steps, float(np.mean(steps)) if steps else 1.0, links)
+
+
+def _check_positions(positions, count: int) -> list[Position]:
+    """The passages' positions; without any, each passage is its own document."""
+    if positions is None:
+        return [Position(f"#{i}", 0) for i in range(count)]
+    positions = list(positions)
+    if len(positions) != count or not all(isinstance(p, Position) for p in positions):
+        raise InvalidInputError(f"Give one Position per passage: {count} passages, "
+                                f"{len(positions)} positions.")
+    return positions
 
 
 def best_path(weights: np.ndarray) -> list[int]:
@@ -232,14 +378,16 @@ def coherence_scores(pairs: Sequence[tuple[str, str]],
     return (scorer or default_scorer()).scores(pairs)
 
 
-def chain_coherence(passages: Sequence[str], scorer: CoherenceScorer | None = None) -> Chain:
+def chain_coherence(passages: Sequence[str], scorer: CoherenceScorer | None = None,
+                    positions: Sequence[Position] | None = None) -> Chain:
     """Consecutive-pair scores of passages, their mean and the weakest link."""
-    return (scorer or default_scorer()).chain_coherence(passages)
+    return (scorer or default_scorer()).chain_coherence(passages, positions)
 
 
-def coherent_order(passages: Sequence[str], scorer: CoherenceScorer | None = None) -> Order:
-    """The most plausible reading order of passages."""
-    return (scorer or default_scorer()).coherent_order(passages)
+def coherent_order(passages: Sequence[str], scorer: CoherenceScorer | None = None,
+                   positions: Sequence[Position] | None = None) -> Order:
+    """The most plausible reading order of passages (one document's in its own order)."""
+    return (scorer or default_scorer()).coherent_order(passages, positions)
 
 
 def accuracy_by_kind(scorer: CoherenceScorer, pairs: Sequence[TextPair]) -> dict[str, float]:

@@ -43,6 +43,7 @@ MAX_BATCH_TOKENS = 1024
 # against ~0.16 ms a token for the default encoder on CPU (torch padded; ONNX Runtime int8
 # ~2.5 / 0.07)
 FORWARD_OVERHEAD_TOKENS = 48
+SMALL_CALL = 4  # texts; see Encoder.fast_small_calls
 
 
 class TruncationWarning(UserWarning):
@@ -85,6 +86,7 @@ class Encoder:
         self.normalize = normalize
         self.device = device
         self.special = SpecialTokens.of(tokenizer)
+        self._small_runner = None  # ONNX fp32 for small calls, see fast_small_calls
         self._runner = make_backend(backend, self.model,
                                     self.fingerprint if backend != "torch" else "", device,
                                     self.model.config)
@@ -235,10 +237,12 @@ class Encoder:
         counts = [len(ids) + 2 for ids in token_ids]
         out = np.zeros((len(token_ids), self.dimension), dtype=np.float32)
         order = sorted(range(len(token_ids)), key=lambda i: -counts[i])  # longest first
-        for batch in self._plan(order, counts, batch_size, max_batch_tokens):
+        runner = self._small_runner if len(token_ids) <= SMALL_CALL and \
+            self._small_runner is not None else self._runner
+        for batch in self._plan(runner, order, counts, batch_size, max_batch_tokens):
             inputs = [pack_inputs(token_ids[i], None, self.special, self.max_seq_length)
                       for i in batch]
-            out[batch] = self._forward(inputs, pooling, normalize)
+            out[batch] = self._forward(runner, inputs, pooling, normalize)
             if on_batch is not None:
                 on_batch(len(batch))
         truncated = [i for i, n in enumerate(counts) if n > self.max_seq_length]
@@ -259,21 +263,39 @@ class Encoder:
     def vocabulary_size(self) -> int:
         return int(self.model.config.vocab_size)
 
-    def _plan(self, order: list[int], counts: list[int], batch_size: int,
+    def fast_small_calls(self, export: bool = True) -> bool:
+        """Run calls of at most `SMALL_CALL` texts (a query) on ONNX Runtime fp32 while big
+        ones stay on packed torch: the same vectors (fp32 both; max difference ~1e-7), and a
+        single query ~2x faster, ~5 ms instead of ~12 on 2 CPU cores (bench/RESULTS.md,
+        "Query latency"). With `export`, the ONNX file is built now if it is not cached yet
+        (once per model, some seconds); without, only a cached one is used. True when on.
+        """
+        if self.backend_name != "torch" or not self.device.startswith("cpu"):
+            return False
+        if self._small_runner is None:
+            from .backends import OnnxBackend, onnx_cached, onnx_file
+
+            if not export and not onnx_cached("onnx", self.fingerprint):
+                return False
+            self._small_runner = OnnxBackend(
+                onnx_file("onnx", self.model, self.fingerprint, self.model.config), "onnx")
+        return True
+
+    def _plan(self, runner, order: list[int], counts: list[int], batch_size: int,
               max_tokens: int) -> list[list[int]]:
         """Forward passes: packed ones cost their real tokens, so each is filled to the
         budgets; padded ones are split where padding would cost more than another pass."""
-        if self._runner.packs:
+        if runner.packs:
             return fill_batches(order, counts, batch_size, max_tokens, self.max_seq_length)
         return plan_batches(order, counts, batch_size, max_tokens, self.max_seq_length,
                             overhead=FORWARD_OVERHEAD_TOKENS)
 
-    def _forward(self, inputs: list[PairInputs], pooling: str, normalize: bool) -> np.ndarray:
+    def _forward(self, runner, inputs: list[PairInputs], pooling: str,
+                 normalize: bool) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
-            vectors = pooled_vectors(self._runner, inputs, pooling, self.special.pad,
-                                     self.device)
+            vectors = pooled_vectors(runner, inputs, pooling, self.special.pad, self.device)
             if normalize:
                 vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
         return vectors.float().cpu().numpy()

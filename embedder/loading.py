@@ -54,6 +54,7 @@ class Loaded:
 
 def load_tokenizer(path: str | os.PathLike):
     """The tokenizer saved in a model folder, loaded offline."""
+    calm_threads()
     from transformers import AutoTokenizer
 
     try:
@@ -61,6 +62,18 @@ def load_tokenizer(path: str | os.PathLike):
             return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelLoadError(_load_message(path, exc)) from exc
+
+
+def calm_threads() -> None:
+    """Make torch's OpenMP threads sleep, not spin, while they wait for work.
+
+    Spinning threads are fastest on an idle machine, but beside other busy processes (a
+    server and an indexer on one box) a spinning thread holds a core another thread needs
+    and throughput collapses (measured: 11 passages/s instead of 30 on 2 busy cores;
+    bench/RESULTS.md, "Under load"). OpenMP reads this when torch is first imported, so it is
+    set before that, here, unless the user set it already.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def load_pretrained(path: str | os.PathLike, model_class=None, **config) -> Loaded:
@@ -74,6 +87,7 @@ def load_pretrained(path: str | os.PathLike, model_class=None, **config) -> Load
     Raises:
         ModelLoadError: the folder is not a loadable model of that class.
     """
+    calm_threads()
     import torch
 
     if model_class is None:

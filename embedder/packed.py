@@ -104,21 +104,33 @@ def _real_tokens(lengths: list[int], device):
 
 def packed_hidden_states(model, batch: PackedBatch):
     """The last hidden states of every token, `(tokens, hidden)`: `BertModel`'s
-    `last_hidden_state` without the padding rows. Call under `torch.inference_mode()` with
-    the model in eval mode (no dropout)."""
-    emb = model.embeddings
+    `last_hidden_state` without the padding rows.
+
+    For inference call it under `torch.inference_mode()` with the model in eval mode. In
+    training, BERT's dropout goes where `BertModel` puts it — after the embeddings, on the
+    attention probabilities, after each dense output — at the config's rates, in each part
+    whose module is in training mode, so a packed training pass is the padded one without
+    the padding.
+    """
+    import torch.nn.functional as F
+
+    config, emb = model.config, model.embeddings
     x = emb.LayerNorm(emb.word_embeddings(batch.input_ids)
                       + emb.token_type_embeddings(batch.token_type_ids)
                       + emb.position_embeddings(batch.position_ids))
+    x = F.dropout(x, config.hidden_dropout_prob, training=emb.training)
     for layer in model.encoder.layer:
-        context = _attention(layer.attention.self, x, batch.groups)
-        x = layer.attention.output.LayerNorm(layer.attention.output.dense(context) + x)
+        p, on = config.hidden_dropout_prob, layer.training
+        context = _attention(layer.attention.self, x, batch.groups,
+                             config.attention_probs_dropout_prob if on else 0.0)
+        x = layer.attention.output.LayerNorm(
+            F.dropout(layer.attention.output.dense(context), p, training=on) + x)
         inner = layer.intermediate.intermediate_act_fn(layer.intermediate.dense(x))
-        x = layer.output.LayerNorm(layer.output.dense(inner) + x)
+        x = layer.output.LayerNorm(F.dropout(layer.output.dense(inner), p, training=on) + x)
     return x
 
 
-def _attention(attention, x, groups: list[AttentionGroup]):
+def _attention(attention, x, groups: list[AttentionGroup], dropout: float = 0.0):
     """Multi-head self-attention of each group's texts, back in packed layout."""
     import torch.nn.functional as F
 
@@ -135,7 +147,8 @@ def _attention(attention, x, groups: list[AttentionGroup]):
                 padded[g.slots] = tokens
                 tokens = padded
             parts.append(tokens.view(g.texts, g.width, heads, size).transpose(1, 2))
-        out = F.scaled_dot_product_attention(*parts, attn_mask=g.mask, scale=attention.scaling)
+        out = F.scaled_dot_product_attention(*parts, attn_mask=g.mask, scale=attention.scaling,
+                                             dropout_p=dropout)
         out = out.transpose(1, 2).reshape(g.texts * g.width, hidden)
         context[g.start:g.end] = out if g.mask is None else out[g.slots]
     return context

@@ -30,12 +30,13 @@ from .documents import (
     FoundFile,
     SkippedFile,
     UnreadableFile,
+    check_folder,
     content_hash,
     extract_document,
     read_bytes,
     walk_folder,
 )
-from .errors import FolderNotFoundError, IndexCorruptError, IndexerError, IndexMismatchError
+from .errors import IndexCorruptError, IndexerError, IndexMismatchError
 from .passages import (
     DEFAULT_RECIPE,
     RECIPES,
@@ -121,8 +122,10 @@ def build_index(folder: str | Path, index: str | Path, encoder: TextEncoder, *,
                 chunk: ChunkSettings = ChunkSettings(), context: str = DEFAULT_RECIPE,
                 include: list[str] | None = None, exclude: list[str] | None = None,
                 rebuild: bool = False, index_type: str = "auto",
-                max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, batch_passages: int = 256,
-                wait: bool = False, progress: ProgressCallback | None = None) -> SyncReport:
+                max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, batch_passages: int | None = None,
+                wait: bool = False, progress: ProgressCallback | None = None,
+                ray: str | None = None, ray_actors: int = 1,
+                ray_gpus_per_actor: float = 0.0) -> SyncReport:
     """Index (or re-sync) every readable document below `folder` into `index`.
 
     Args:
@@ -136,9 +139,14 @@ def build_index(folder: str | Path, index: str | Path, encoder: TextEncoder, *,
         rebuild: drop everything stored and re-embed with this encoder and these settings.
         index_type: `auto`, `flat` (exact) or `hnsw` (approximate).
         max_file_bytes: larger files are skipped and reported.
-        batch_passages: passages embedded and committed together.
+        batch_passages: passages embedded and committed together (default 256; with Ray,
+            `distributed.DEFAULT_WINDOW`, so its actors start rarely).
         wait: wait for another writer of this index to finish instead of failing.
         progress: called with a `Progress` after each file and each encoder batch.
+        ray: embed on Ray (`indexer.distributed`): `local` starts it here, `auto` or an
+            address joins a cluster; None embeds in this process.
+        ray_actors, ray_gpus_per_actor: the Ray actor pool (each actor loads the encoder
+            once; one CPU each, and this share of a GPU when set).
 
     Raises:
         FolderNotFoundError: `folder` is not a folder.
@@ -153,6 +161,21 @@ def build_index(folder: str | Path, index: str | Path, encoder: TextEncoder, *,
         raise IndexerError(f"Passage context must be one of {', '.join(RECIPES)}; got "
                            f"{context!r}.")
     wanted = IndexSettings.of(encoder, chunk, index_type, context)
+    if ray is not None:
+        from .distributed import DEFAULT_WINDOW, RayEncoder, RaySettings, shutdown_local
+
+        encoder = RayEncoder(encoder, RaySettings(ray, ray_actors, 1.0, ray_gpus_per_actor))
+        batch_passages = batch_passages or DEFAULT_WINDOW
+    try:
+        return _build(root, index, encoder, wanted, rebuild, wait, batch_passages or 256,
+                      include, exclude, max_file_bytes, progress, started)
+    finally:
+        if ray is not None:
+            shutdown_local(ray)
+
+
+def _build(root, index, encoder, wanted, rebuild, wait, batch_passages, include, exclude,
+           max_file_bytes, progress, started) -> SyncReport:
     with open_store(index, create=True) as store, \
             store.writer_lock(f"bertsearch index {root}", wait=wait):
         report = SyncReport(str(root), store.location)
@@ -187,18 +210,6 @@ def record_sync(store: Store, report: SyncReport) -> None:
                     for f in report.skipped[:MAX_RECORDED_SKIPS]],
         "skipped_total": len(report.skipped)}
     store.save_settings({"syncs": syncs})
-
-
-def check_folder(folder: str | Path) -> Path:
-    """The folder to index, resolved.
-
-    Raises:
-        FolderNotFoundError: it does not exist or is not a folder.
-    """
-    root = Path(folder).expanduser()
-    if not root.is_dir():
-        raise FolderNotFoundError(f"Folder '{folder}' does not exist or is not a folder.")
-    return root.resolve()
 
 
 def _prepare_settings(store: Store, wanted: IndexSettings, rebuild: bool,

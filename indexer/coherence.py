@@ -1,4 +1,5 @@
-"""Labelled passage pairs from an index, for adapting the coherence model to its documents.
+"""Coherence over an index: reading search hits in order, and labelled passage pairs for
+adapting the coherence model to the index's documents.
 
 Consecutive passages of a document are the positives — with the overlap the chunker gave
 them removed, or B would simply repeat the end of A. Negatives, in equal shares: a passage
@@ -140,6 +141,21 @@ def coherence_training_set(index_dir, *, seed: int = 0) -> CoherenceTrainingSet:
 
 def _location(index) -> str | Path:
     return str(index) if is_database_url(index) else Path(index).expanduser()
+
+
+def read_hits(scorer, hits) -> tuple:
+    """How search hits follow one another in rank order, and the order to read them in:
+    hits of one document in their document's order (by ordinal: known, not guessed), the
+    documents' runs ordered by the scorer's P(next) between them.
+
+    Returns:
+        `(Chain, Order | None)` from `CoherenceScorer.read`; each link says whether it was
+        known from the document or scored.
+    """
+    from embedder.coherence import Position
+
+    return scorer.read([hit.text for hit in hits],
+                       [Position(hit.document_id, hit.ordinal) for hit in hits])
 
 
 def coherence_scorer_for(index_dir=None, model=None):

@@ -68,6 +68,20 @@ class Extracted:
     sections: list[Section] = field(default_factory=list)
 
 
+def check_folder(folder: str | Path) -> Path:
+    """The folder to index, resolved.
+
+    Raises:
+        FolderNotFoundError: it does not exist or is not a folder.
+    """
+    from .errors import FolderNotFoundError
+
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise FolderNotFoundError(f"Folder '{folder}' does not exist or is not a folder.")
+    return root.resolve()
+
+
 def walk_folder(root: Path, include: list[str] | None = None, exclude: list[str] | None = None,
                 max_bytes: int = DEFAULT_MAX_FILE_BYTES,
                 ) -> tuple[list[FoundFile], list[SkippedFile]]:

@@ -18,6 +18,13 @@
 GPU's minutes to those it already had) instead of starting from the plain encoder; its LoRA
 factors seed the adapters, so the export keeps its rank and size.
 
+`--sources` names the training sources (embedder/training/sources.py; default: the three the
+packaged model trained on, from `--data`; `--sources train` takes every source whose role
+is `train`, the Debian ones from `--corpora`, see scripts/coherence_sources.py). Calibration
+and test sources are refused: they are what bench/coherence.py measures on. `--negatives`
+sets the shares of random / same-document / swapped negatives (swapped is sentence-order
+prediction, ALBERT's SOP); `--freeze-layers` how many bottom layers only adapters train.
+
 `--minutes M` picks `--steps` to fit M minutes of training, from a short timed probe, for a
 run on a lent GPU. A delta exported on a machine whose copy of the encoder differs only by
 rounding (an fp16 copy, where the 90 MB original can't travel) is taken in with `--adopt`.
@@ -42,8 +49,16 @@ sys.path.insert(0, str(REPO))
 
 from embedder.coherence import INFO_FILE, PACKAGED_COHERENCE  # noqa: E402
 from embedder.training.coherence import export_delta  # noqa: E402
-from embedder.training.pairs import HARD_NEGATIVES  # noqa: E402
+from embedder.training.pairs import NegativeMix  # noqa: E402
 from embedder.training.pretrain import PretrainConfig, pretrain  # noqa: E402
+from embedder.training.sources import (  # noqa: E402
+    CORPORA,
+    PACKAGED_SOURCES,
+    SHARED,
+    TRAIN,
+    source_path,
+    sources,
+)
 
 
 def main() -> None:
@@ -51,6 +66,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--minutes", type=float, default=None,
                         help="choose --steps to fit this much training time (timed probe)")
+    parser.add_argument("--probe", type=int, default=120,
+                        help="steps of the timed probe for --minutes (fewer on a CPU)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--lora-rank", type=int, default=0)
@@ -64,6 +81,14 @@ def main() -> None:
     parser.add_argument("--adopt", default=None, help="a delta folder exported elsewhere")
     parser.add_argument("--start-from", default=None,
                         help="a coherence delta folder to train further")
+    parser.add_argument("--corpora", default=os.environ.get(
+        "BERTSEARCH_CORPORA", str(REPO / ".corpora")))
+    parser.add_argument("--sources", default=",".join(PACKAGED_SOURCES),
+                        help="comma-separated training sources, or 'train' for all of them")
+    parser.add_argument("--negatives", default="0.34,0.33,0.33",
+                        help="shares of random, same-document and swapped negatives")
+    parser.add_argument("--freeze-layers", type=int, default=4,
+                        help="bottom layers trained only through LoRA adapters (or frozen)")
     args = parser.parse_args()
     if args.adopt:
         adopt(Path(args.adopt), Path(args.export_to))
@@ -81,8 +106,13 @@ def main() -> None:
     command = (f"python scripts/train_default_coherence.py --steps {planned} "
                f"--batch-size {info['config']['batch_size']} --lr {info['config']['lr']:g}"
                + (f" --lora-rank {args.lora_rank}" if args.lora_rank else "")
-               + (" --start-from DIR" if args.start_from else ""))
-    export_delta(args.work, args.export_to, layers=[4, 5], lora_rank=args.lora_rank, extra={
+               + (" --start-from DIR" if args.start_from else "")
+               + f" --sources {args.sources} --negatives {args.negatives}"
+               + f" --freeze-layers {args.freeze_layers}")
+    top = list(range(args.freeze_layers, 6))
+    export_delta(args.work, args.export_to, layers=top, lora_rank=args.lora_rank, extra={
+        "sources": training_sources(args.sources), "negatives": args.negatives,
+        **in_domain_record(args),
         "trained_steps": info["step"], "planned_steps": planned,
         "training_seconds": round(time.time() - started),
         "evaluations": info["evaluations"],
@@ -92,12 +122,36 @@ def main() -> None:
     print(f"exported to {args.export_to}")
 
 
+def training_sources(names: str) -> list[str]:
+    """The training sources' names; calibration and test sources are refused."""
+    chosen = sources(TRAIN) if names == "train" else sources(names=names.split(","))
+    wrong = [s.name for s in chosen if s.role != TRAIN]
+    if wrong:
+        raise SystemExit(f"{wrong} are kept for calibration or testing; train on sources "
+                         f"whose role is 'train' (embedder/training/sources.py).")
+    return [s.name for s in chosen]
+
+
+def in_domain_record(args) -> dict:
+    """A continued model saw its starting model's sources under that model's split, so
+    only its new sources have held-out documents it never saw (bench/coherence.py)."""
+    if not args.start_from:
+        return {}
+    start = json.loads((Path(args.start_from) / INFO_FILE).read_text())
+    before = set(start.get("sources", PACKAGED_SOURCES))
+    return {"in_domain_sources": [s for s in training_sources(args.sources)
+                                  if s not in before]}
+
+
 def run_config(args, steps: int) -> PretrainConfig:
-    data = Path(args.data)
+    roots = {SHARED: Path(args.data), CORPORA: Path(args.corpora)}
+    corpus = [str(source_path(s, roots)) for s in sources(names=training_sources(args.sources))]
+    shares = [float(x) for x in args.negatives.split(",")]
     return PretrainConfig(
-        corpus=[str(data / "prose"), str(data / "linux-docs")], out=args.work,
-        base_model=args.start_from or "default", mlm=False, negatives=HARD_NEGATIVES,
-        trim="continuation", freeze_layers=4, lora_rank=args.lora_rank, max_length=128,
+        corpus=corpus, out=args.work,
+        base_model=args.start_from or "default", mlm=False,
+        negatives=NegativeMix(*shares), trim="continuation",
+        freeze_layers=args.freeze_layers, lora_rank=args.lora_rank, max_length=128,
         batch_size=args.batch_size, steps=steps, lr=args.lr, warmup=0.06,
         eval_every=max(250, steps // 8), eval_pairs=args.eval_pairs,
         save_every=max(100, steps // 4), shuffle_buffer=10_000, seed=0)
@@ -123,8 +177,10 @@ def train(config: PretrainConfig, resume: bool, started: float) -> None:
     pretrain(config, resume=resume, progress=show, on_eval=evaluated)
 
 
-def probe_steps(args, probe: int = 120, skip: int = 20) -> int:
-    """Time `probe` steps of the same run (the first `skip` not counted) and scale."""
+def probe_steps(args) -> int:
+    """Time `--probe` steps of the same run (the first sixth not counted) and scale."""
+    probe = max(4, args.probe)
+    skip = max(1, probe // 6)
     config = dataclasses.replace(run_config(args, probe), out=args.work + "-probe",
                                  eval_pairs=0, save_every=10 * probe)
     times = []

@@ -16,8 +16,9 @@ def serve(settings: ServerSettings, host: str = "127.0.0.1", port: int = 8000,
     """Serve `create_app(settings)` until interrupted.
 
     One JSON line per request goes to stderr (`bertsearch.access`, instead of uvicorn's own
-    access log); request headers must arrive within `settings.header_timeout_s` and bodies
-    within `settings.body_timeout_s`; on shutdown, requests in flight are finished first.
+    access log) unless `log_level` is above info; request headers must arrive within
+    `settings.header_timeout_s` and bodies within `settings.body_timeout_s`; on shutdown,
+    requests in flight are finished first.
     """
     import uvicorn
 
@@ -28,10 +29,17 @@ def serve(settings: ServerSettings, host: str = "127.0.0.1", port: int = 8000,
                   "class": "logging.StreamHandler", "formatter": "json_line",
                   "stream": "ext://sys.stderr"}},
               "loggers": {**base["loggers"], "bertsearch.access": {
-                  "handlers": ["json_lines"] if access_log else [], "level": "INFO",
+                  "handlers": ["json_lines"] if access_log else [],
+                  "level": _access_level(log_level),
                   "propagate": False}}}
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level,
                 access_log=False, log_config=config,
                 http=with_header_deadline(settings.header_timeout_s),
                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
     logging.shutdown()
+
+
+def _access_level(log_level: str) -> int:
+    """Access lines are INFO records: shown at info and below, silenced by warning and up."""
+    level = logging.getLevelName(log_level.upper())
+    return max(logging.INFO, level) if isinstance(level, int) else logging.INFO

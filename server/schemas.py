@@ -131,17 +131,31 @@ class HitOut(BaseModel):
                                           "that ranked, best first.")
 
 
+class LinkOut(BaseModel):
+    kind: Literal["document", "scored"] = Field(
+        description="document: both passages lie in one document, so the order is known "
+                    "(score 1 when the second comes after the first there, 0 when before); "
+                    "scored: the coherence model's calibrated P(next).")
+    score: float
+
+
 class ChainOut(BaseModel):
     pair_scores: list[float] = Field(description="P(next) of each consecutive pair.")
     mean: float
     weakest_link: int | None = Field(description="Index i of the weakest pair (i, i+1).")
     weakest_score: float | None
+    links: list[LinkOut] = Field(default_factory=list,
+                                 description="Each consecutive pair: known or scored.")
 
 
 class OrderOut(BaseModel):
-    order: list[int] = Field(description="Input indices in the suggested reading order.")
+    order: list[int] = Field(description="Input indices in the suggested reading order: "
+                                         "search hits of one document in its order, "
+                                         "documents ordered by P(next).")
     pair_scores: list[float]
     mean: float
+    links: list[LinkOut] = Field(default_factory=list,
+                                 description="Each step of the order: known or scored.")
 
 
 class SearchResponse(BaseModel):
@@ -218,7 +232,7 @@ class DeleteResponse(BaseModel):
 
 
 class CoherenceResponse(BaseModel):
-    chain: ChainOut
+    coherence: ChainOut = Field(description="Named as in POST /search and query --json.")
     reading_order: OrderOut | None = Field(
         None, description="Absent for more than 12 passages (it scores every ordered pair).")
 

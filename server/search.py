@@ -35,7 +35,7 @@ def build_search_router() -> APIRouter:
         response = SearchResponse(query=body.query, mode=mode, group=group, took_ms=0.0,
                                   hits=[_hit_out(h, body.include_text) for h in hits])
         if body.coherence and len(hits) >= 2:
-            chain, order = await read_coherence(services, [h.text for h in hits])
+            chain, order = await read_coherence(services, hits=hits)
             response.coherence, response.reading_order = chain, order
         response.took_ms = (time.perf_counter() - started) * 1000
         return response

@@ -125,3 +125,20 @@ def test_index_records_and_refuses_to_mix_backends(encoders, tmp_path, sample_do
         build_index(docs, tmp_path / "idx", encoders["torch"])
     report = build_index(docs, tmp_path / "idx", encoders["torch"], rebuild=True)
     assert report.added == 6
+
+
+def test_small_calls_run_on_onnx_with_the_same_vectors(encoders, tmp_path):
+    """`fast_small_calls`: a lone query on ONNX Runtime fp32, big batches on packed torch;
+    the vectors agree to float rounding either way."""
+    from embedder import Encoder
+
+    torch_encoder = Encoder.load()  # its own, so the shared session encoder is untouched
+    texts = ["how do I mount debugfs?", "tide pools at low tide", "a", "b", "c"]
+    before = torch_encoder.encode(texts)
+    singles = [torch_encoder.encode([t])[0] for t in texts]
+    assert torch_encoder.fast_small_calls(export=True)  # the module's cache has the export
+    assert torch_encoder._small_runner is not None
+    after = [torch_encoder.encode([t])[0] for t in texts]
+    assert np.allclose(after, singles, atol=1e-5) and np.allclose(after, before, atol=1e-5)
+    assert np.allclose(torch_encoder.encode(texts), before, atol=1e-6)  # 5 texts: torch
+    assert not encoders["onnx-int8"].fast_small_calls()  # int8 vectors differ: never mixed

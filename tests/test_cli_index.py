@@ -125,4 +125,4 @@ def test_progress_bar_on_a_terminal(docs, tmp_path):
     os.close(master)
     text = output.decode(errors="replace")
     assert proc.returncode == 0
-    assert "6/6" in text and "passages/s" in text and "file/s" in text
+    assert "6/6 files" in text and "passages/s" in text and "100%" in text

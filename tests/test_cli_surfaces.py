@@ -46,16 +46,18 @@ def test_non_terminal_progress_lines_and_final_line(tmp_path, encoder, monkeypat
 
 
 def test_interrupt_says_what_was_kept_and_a_rerun_continues(tmp_path):
+    from test_crash import committed_documents
+
     docs = write_corpus(tmp_path / "docs", 60, paragraphs=6)
     command = [sys.executable, "-m", "cli", "index", str(docs), "--index",
                str(tmp_path / "i"), "--batch-size", "8", "--quiet"]
     proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
-    while not (tmp_path / "i" / "passages.db").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(3)  # some batches committed
-    proc.send_signal(signal.SIGTERM)
+    while committed_documents(tmp_path / "i" / "passages.db") < 3 and \
+            time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)  # some batches are committed, most are not
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err
     assert "Error: Interrupted after embedding" in err and "run the same command again" in err

@@ -9,7 +9,9 @@ import torch
 
 from embedder import InvalidInputError, ModelLoadError
 from embedder.coherence import (
+    Calibration,
     CoherenceScorer,
+    Position,
     best_path,
     chain_coherence,
     coherence_scores,
@@ -88,6 +90,73 @@ def test_read_gives_chain_and_order_from_one_matrix(tiny_scorer):
     assert none is None and len(long_chain.pair_scores) == 15
 
 
+# passages of two documents, as search hits come: rank order, not document order
+HITS = ["Chapter two begins.", "The harbour at dawn.", "Chapter one ends here.",
+        "Chapter three closes the book.", "Boats leave the harbour."]
+HIT_PLACES = [Position("book", 2), Position("port", 0), Position("book", 1),
+              Position("book", 7), Position("port", 3)]
+
+
+def test_hits_of_one_document_are_read_in_document_order(tiny_scorer):
+    order = tiny_scorer.coherent_order(HITS, HIT_PLACES)
+    book = [i for i in order.order if HIT_PLACES[i].document == "book"]
+    port = [i for i in order.order if HIT_PLACES[i].document == "port"]
+    assert book == [2, 0, 3] and port == [1, 4]  # by ordinal: known, whatever NSP says
+    assert order.order in ([2, 0, 3, 1, 4], [1, 4, 2, 0, 3])  # one run per document
+    kinds = [link.kind for link in order.links]
+    assert kinds.count("scored") == 1 and kinds.count("document") == 3
+    assert all(link.score == 1.0 for link in order.links if link.kind == "document")
+    # NSP decides only between the runs: the junction with the higher P(next) wins
+    book_then_port, port_then_book = tiny_scorer.scores([(HITS[3], HITS[1]),
+                                                         (HITS[4], HITS[2])])
+    expected = [2, 0, 3, 1, 4] if book_then_port >= port_then_book else [1, 4, 2, 0, 3]
+    assert order.order == expected
+    junction = order.links[[link.kind for link in order.links].index("scored")]
+    assert junction.score == pytest.approx(max(book_then_port, port_then_book))
+
+
+def test_chain_links_of_one_document_are_known_not_scored(tiny_scorer):
+    chain, order = tiny_scorer.read(HITS, HIT_PLACES)
+    # book#2, port#0, book#1, book#7, port#3: only book#1 -> book#7 lies in one document
+    assert [link.kind for link in chain.links] == ["scored", "scored", "document", "scored"]
+    chain = tiny_scorer.chain_coherence(HITS[2:4] + HITS[:1], HIT_PLACES[2:4] + HIT_PLACES[:1])
+    # book#1 -> book#7: after it in the book (1.0); book#7 -> book#2: before it (0.0)
+    assert [(link.kind, link.score) for link in chain.links] == [("document", 1.0),
+                                                                ("document", 0.0)]
+    assert chain.pair_scores == [1.0, 0.0] and chain.weakest_link == 1
+
+
+def test_order_is_exact_for_up_to_12_documents_however_many_passages(tiny_scorer):
+    passages = [f"Passage {i} of document {i % 3}." for i in range(20)]
+    places = [Position(f"doc{i % 3}", 20 - i) for i in range(20)]
+    chain, order = tiny_scorer.read(passages, places)
+    assert order is not None and sorted(order.order) == list(range(20))
+    for document in ("doc0", "doc1", "doc2"):
+        run = [i for i in order.order if places[i].document == document]
+        assert [places[i].ordinal for i in run] == sorted(places[i].ordinal for i in run)
+    assert sum(link.kind == "scored" for link in order.links) == 2
+
+
+def test_without_positions_every_link_is_scored(tiny_scorer):
+    chain, order = tiny_scorer.read(STORY)
+    assert {link.kind for link in chain.links + order.links} == {"scored"}
+    assert chain.pair_scores == [link.score for link in chain.links]
+    with pytest.raises(InvalidInputError, match="one Position per passage"):
+        tiny_scorer.read(STORY, HIT_PLACES)
+
+
+def test_calibration_rescales_the_heads_log_odds(tiny_model_dir, tiny_scorer):
+    pairs = list(zip(STORY, STORY[1:]))
+    log_odds = tiny_scorer.log_odds(pairs)
+    raw = tiny_scorer.scores(pairs)
+    assert np.allclose(raw, 1 / (1 + np.exp(-log_odds)))
+    hot = CoherenceScorer(tiny_scorer.model, tiny_scorer.tokenizer, name="t",
+                          calibration=Calibration(temperature=4.0, bias=0.5))
+    assert np.allclose(hot.scores(pairs), 1 / (1 + np.exp(-(log_odds / 4 + 0.5))))
+    assert Calibration.of({"calibration": {"temperature": 2.0}}) == Calibration(2.0, 0.0)
+    assert Calibration.of({}) == Calibration()
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_best_path_is_the_brute_force_optimum(seed):
     weights = np.random.default_rng(seed).normal(size=(6, 6))
@@ -102,6 +171,7 @@ def test_best_path_is_the_brute_force_optimum(seed):
     ("chain_coherence", [["only one"]], "at least 2"),
     ("chain_coherence", ["a string"], "not a single string"),
     ("coherent_order", [[f"p{i}" for i in range(13)]], "at most 12"),
+    ("chain_coherence", [["a", "b"], [Position("d", 0)]], "one Position per passage"),
 ])
 def test_bad_input(tiny_scorer, call, args, message):
     with pytest.raises(InvalidInputError, match=message):

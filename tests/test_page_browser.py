@@ -473,3 +473,25 @@ def test_screenshots_at_desktop_and_phone_width(browser, site, name, viewport, c
         close_tab(tab, site)
     with capsys.disabled():
         print(f"\nscreenshot: {folder / f'search-page-{name}.png'}")
+
+
+@pytest.mark.parametrize("path, marker", [("/docs", ".swagger-ui .title"),
+                                          ("/redoc", "redoc-wrap, .redoc-wrap, h1")])
+def test_the_api_docs_work_offline(browser, site, path, marker):
+    """Issue 20: /docs and /redoc render from files this server ships (no CDN, no fonts
+    from elsewhere), so they work on a machine with no internet."""
+    tab = open_tab(browser, site, key=None)
+    blocked = []
+
+    def refuse_outside(route):
+        if route.request.url.startswith(site.base):
+            return route.continue_()
+        blocked.append(route.request.url)
+        return route.abort()
+
+    tab.page.route("**/*", refuse_outside)
+    tab.page.goto(site.base + path)
+    tab.page.wait_for_selector(marker, timeout=60_000)
+    assert "bertsearch" in tab.page.content()
+    assert not blocked, f"{path} asked for addresses outside the server: {blocked}"
+    close_tab(tab, site)

@@ -175,3 +175,17 @@ def test_masking_cap_and_seed():
     again = mask_tokens(ids, special, vocab_size=30522, mask_id=103,
                         generator=torch.Generator().manual_seed(1), max_predictions=5)[1]
     assert torch.equal(labels, again)
+
+
+def test_held_out_documents_do_not_depend_on_where_the_corpus_lies(tmp_path):
+    """The evaluation split hashes a document's place in its corpus, not its absolute path:
+    the same documents are held out on the machine that trains and the one that measures."""
+    for where in ("a", "b/c"):
+        folder = tmp_path / where / "books"
+        folder.mkdir(parents=True)
+        for d in range(120):
+            (folder / f"d{d}.txt").write_text(f"Sentence one of {d}. Sentence two of {d}.")
+    first = {d.key for d in read_documents(tmp_path / "a" / "books") if d.held_out}
+    second = {d.key for d in read_documents(tmp_path / "b" / "c" / "books") if d.held_out}
+    assert first and first == second
+    assert all(key.startswith("books/d") for key in first)

@@ -69,6 +69,27 @@ def test_resume_continues_bit_for_bit(toy_corpus, tmp_path):
     assert a == 8
 
 
+def test_nsp_only_training_runs_packed_and_resumes_bit_for_bit(toy_corpus, tmp_path):
+    """NSP-only runs can train on packed pairs (no padding): the same pairs as the padded
+    run (losses differ only by dropout's draws), resumed exactly."""
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(metrics):
+        if metrics.step == 5:
+            raise Interrupted
+
+    settings = dict(steps=8, save_every=4, mlm=False, packed=True, pack_min_padding=0.0)
+    whole = pretrain(config(toy_corpus, tmp_path / "whole", **settings))
+    with pytest.raises(Interrupted):
+        pretrain(config(toy_corpus, tmp_path / "split", **settings), progress=interrupt)
+    resumed = pretrain(config(toy_corpus, tmp_path / "split", **settings), resume=True)
+    assert resumed.losses == whole.losses[4:]
+    padded = pretrain(config(toy_corpus, tmp_path / "padded", **{**settings, "packed": False}))
+    assert padded.losses != whole.losses  # another path (and other dropout draws) ...
+    assert max(abs(a - b) for a, b in zip(padded.losses, whole.losses)) < 0.05  # same pairs
+
+
 def test_checkpoint_reloads_with_its_nsp_head(toy_corpus, tmp_path):
     from transformers import BertForPreTraining
 
@@ -92,9 +113,9 @@ def test_evaluation_on_held_out_documents(tmp_path):
     folder.mkdir()
     held_out, d = 0, 0
     while held_out < 3 or d < 40:  # ~2 % of documents are held out, by a hash of the path
-        path = folder / f"d{d}.txt"
+        path = folder / f"d{d}.txt"  # within the corpus folder: its key is "corpus/d{d}.txt"
         path.write_text(" ".join(f"Sentence {i} of doc {d}." for i in range(12)))
-        held_out += Document(str(path), []).held_out
+        held_out += Document(str(path), [], key=f"corpus/d{d}.txt").held_out
         d += 1
     seen = []
     pretrain(config(folder, tmp_path / "out", steps=4, eval_every=2, eval_pairs=16),

@@ -91,3 +91,23 @@ def test_every_named_extra_exists():
     sources = [README] + [p.read_text(encoding="utf-8") for p in REPO.glob("*/*.py")]
     named = {m for text in sources for m in re.findall(r"bertsearch\[([a-z-]+)\]", text)}
     assert named <= extras, f"extras named but not defined: {named - extras}"
+
+
+def python_blocks() -> list[str]:
+    """The README's ```python blocks, in order (```python no-run ones need a server)."""
+    return re.findall(r"```python\n(.*?)```", README, flags=re.S)
+
+
+def test_python_recipes_run_as_written(tmp_path, monkeypatch):
+    import shutil
+
+    shutil.copytree(REPO / "samples", tmp_path / "samples")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BERTSEARCH_CACHE", str(tmp_path / "cache"))
+    blocks = python_blocks()
+    assert len(blocks) >= 4
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)
+    assert (tmp_path / "sample-index" / "passages.db").exists()
+    assert namespace["pair"].token_type_ids[:10] == [0, 0, 0, 0, 0, 0, 1, 1, 1, 1]

@@ -135,7 +135,7 @@ def live(index_dir):
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli", "serve", "--index", str(index_dir), "--port", str(port),
-         "--read-timeout", "2", "--log-level", "warning"],
+         "--read-timeout", "2", "--log-level", "info"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120

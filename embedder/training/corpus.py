@@ -31,11 +31,30 @@ class Document:
 
     source: str  # file path, with "#part" for a piece of a long file
     sentences: list[str]
+    key: str = ""  # where it lies within its corpus (see `document_key`); "" = `source`
 
     @property
     def held_out(self) -> bool:
-        """Whether this document belongs to the evaluation split (about 2 %, stable)."""
-        return zlib.crc32(self.source.encode()) % 50 == 0
+        """Whether this document belongs to the evaluation split (about 2 %, stable).
+
+        Chosen by a hash of `key`, which does not depend on where the corpus lies: a split
+        by absolute path held out different documents on the machine that trained than on
+        the one that evaluated (bench/RESULTS.md, issue 21)."""
+        return held_out_key(self.key or self.source)
+
+
+def held_out_key(key: str) -> bool:
+    """The evaluation split's rule: about 2 % of documents, by a hash of their key."""
+    return zlib.crc32(key.encode()) % 50 == 0
+
+
+def document_key(root: Path, file: Path, part: int) -> str:
+    """A document's location-independent name: the corpus folder's name and the file's path
+    in it, with "#part" for a piece of a long file. A file given alone is named by its own
+    folder and name, as when its folder is the corpus ("prose/mobydick.txt#3" either way)."""
+    root = root if root.is_dir() else file.parent
+    name = f"{root.name}/{file.relative_to(root).as_posix()}"
+    return name if part == 0 else f"{name}#{part}"
 
 
 def corpus_files(path: str | Path | list) -> list[Path]:
@@ -70,16 +89,23 @@ def read_documents(path: str | Path | list, max_document_chars: int = 20_000,
     With `rng` (a `random.Random`) the files come in a shuffled order, so a corpus made of
     several sources is mixed rather than read one source after another.
     """
-    files = corpus_files(path)
+    files = [(root, file) for root in _roots(path) for file in corpus_files(root)]
     if rng is not None:
         rng.shuffle(files)
-    for file in files:
+    for root, file in files:
         text = file.read_text(encoding="utf-8", errors="replace")
         for part, piece in enumerate(_pieces(text, max_document_chars)):
             sentences = split_sentences(piece)
             if len(sentences) >= min_sentences:
                 source = str(file) if part == 0 else f"{file}#{part}"
-                yield Document(source, sentences)
+                yield Document(source, sentences, document_key(root, file, part))
+
+
+def _roots(path: str | Path | list) -> list[Path]:
+    paths = path if isinstance(path, (list, tuple)) else [path]
+    if not paths:
+        corpus_files(paths)  # raises the clear error
+    return [Path(p).expanduser() for p in paths]
 
 
 def split_sentences(text: str) -> list[str]:

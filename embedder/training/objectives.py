@@ -40,3 +40,42 @@ def pretraining_loss(model, batch: dict, mlm: bool = True) -> tuple[torch.Tensor
     stats.update(mlm_loss=mlm_loss.item(), mlm_total=len(targets),
                  mlm_correct=(logits.argmax(-1) == targets).sum().item())
     return mlm_loss + nsp_loss, stats
+
+
+# Packed training passes are opt-in: on a quiet 2-core CPU they broke even on full-length
+# pairs and won 1.18x at 19 % padding, 1.58x at 42 %; with another job on the machine they
+# lost (0.52x to 0.67x: many small ops suffer most from a contended core), and the pairs
+# these loops see have little padding (index pairs 0 %, pretraining 5 %). bench/RESULTS.md,
+# issue 21. When asked for, a batch is packed once padding takes this share of it.
+PACK_MIN_PADDING = 0.1
+
+
+def padding_share(lengths: list[int]) -> float:
+    """The share of a padded batch's positions that padding would take."""
+    return 1 - sum(lengths) / (max(lengths) * len(lengths))
+
+
+def packed_nsp_loss(model, inputs: list, labels: torch.Tensor, device: str = "cpu",
+                    ) -> tuple[torch.Tensor, dict]:
+    """The NSP loss of a `BertForPreTraining` over pair inputs packed end to end, without
+    padding (`embedder.packed`): the linear layers run on real tokens only, as inference
+    does. Dropout runs in the parts that are in training mode. Equal to
+    `pretraining_loss(..., mlm=False)` on the padded batch, up to float rounding
+    (tests/test_packed_training.py).
+
+    Args:
+        inputs: `PairInputs` of each pair (unpadded), in any order.
+        labels: Hugging Face NSP labels (0 = B follows A), one per input.
+    """
+    from ..packed import PackedBatch, packed_hidden_states, pool_packed
+
+    order = sorted(range(len(inputs)), key=lambda i: -len(inputs[i]))  # groups by length
+    batch = PackedBatch.of([inputs[i] for i in order], device)
+    hidden = packed_hidden_states(model.bert, batch)  # (tokens, hidden)
+    pooler = model.bert.pooler
+    pooled = pooler.activation(pooler.dense(pool_packed(hidden, batch, "cls")))  # (batch, h)
+    logits = model.cls.seq_relationship(pooled)  # (batch, 2), in packed order
+    targets = labels[torch.tensor(order)].to(logits.device)
+    loss = F.cross_entropy(logits.float(), targets)
+    return loss, {"nsp_loss": loss.item(), "nsp_total": len(targets),
+                  "nsp_correct": (logits.argmax(-1) == targets).sum().item()}

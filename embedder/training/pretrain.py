@@ -23,9 +23,10 @@ from pathlib import Path
 import torch
 
 from ..errors import EmbedderError
-from ..inputs import SpecialTokens
+from ..inputs import SpecialTokens, pack_inputs
 from ..loading import load_pretrained, load_tokenizer, pick_device, quiet_hf_loading
 from ..models import resolve_model_path
+from ..packed import can_pack
 from ..prefetch import prefetch
 from .corpus import CorpusError, corpus_files, read_documents
 from .loop import (
@@ -43,8 +44,8 @@ from .loop import (
 )
 from .lora import add_lora, lora_state, merged_state_dict, restore_lora, seed_lora
 from .masking import IGNORE, mask_tokens
-from .objectives import pretraining_loss
-from .pairs import NegativeMix, NspPair, PairBuilder
+from .objectives import PACK_MIN_PADDING, packed_nsp_loss, padding_share, pretraining_loss
+from .pairs import NegativeMix, NspPair, PairBuilder, hf_next_sentence_label
 
 STATE_FILE = "training_state.pt"
 INFO_FILE = "pretraining.json"
@@ -84,6 +85,8 @@ class PretrainConfig:
     negatives: NegativeMix = field(default_factory=NegativeMix)
     trim: str = "random"  # "continuation" keeps A's end and B's start (coherence)
     mlm: bool = True  # False: NSP only
+    packed: bool = False  # NSP only: pairs packed end to end, no padding (a plain BERT) ...
+    pack_min_padding: float = PACK_MIN_PADDING  # ... in batches where padding takes this
     freeze_layers: int = 0  # freeze the embeddings and this many bottom layers
     lora_rank: int = 0  # >0: train low-rank adapters of this rank on the frozen layers
     eval_every: int = 200
@@ -361,7 +364,8 @@ def pretrain(config: PretrainConfig, *, resume: bool = False,
     pairs = iter(PairStream(config, tokenizer))
     for _ in range(step * config.grad_accum * config.batch_size):
         next(pairs)  # skip what the interrupted run already used
-    batches = prefetch(_cpu_batches(pairs, tokenizer, config, step * config.grad_accum))
+    packed = config.packed and not config.mlm and can_pack(model.bert)
+    batches = prefetch(_cpu_batches(pairs, tokenizer, config, step * config.grad_accum, packed))
     if state is not None:
         set_rng_state(state["rng"])  # dropout continues as if never interrupted
 
@@ -388,12 +392,20 @@ def pretrain(config: PretrainConfig, *, resume: bool = False,
 
 
 def _cpu_batches(pairs: Iterator[NspPair], tokenizer, config: PretrainConfig,
-                 first: int) -> Iterator[dict]:
-    """Masked micro-batches numbered from `first`, collated on the CPU."""
+                 first: int, packed: bool = False) -> Iterator[dict]:
+    """Masked micro-batches numbered from `first`, collated on the CPU; with `packed`
+    (NSP only) and padding taking at least `pack_min_padding` of a batch, its pairs'
+    unpadded inputs and the NSP labels instead."""
     index = first
+    special = SpecialTokens.of(tokenizer)
     while True:
-        yield masked_batch([next(pairs) for _ in range(config.batch_size)], tokenizer,
-                           config, index, "cpu")
+        chunk = [next(pairs) for _ in range(config.batch_size)]
+        inputs = [pack_inputs(p.ids_a, p.ids_b, special, config.max_length) for p in chunk]
+        if packed and padding_share([len(i) for i in inputs]) >= config.pack_min_padding:
+            yield {"inputs": inputs, "next_sentence_label": torch.tensor(
+                [hf_next_sentence_label(p.is_next) for p in chunk])}
+        else:
+            yield masked_batch(chunk, tokenizer, config, index, "cpu")
         index += 1
 
 
@@ -401,9 +413,15 @@ def _train_step(model, optimizer, scheduler, batches, config, device) -> dict:
     totals = {"loss": 0.0, "mlm_loss": 0.0, "nsp_loss": 0.0, "mlm_correct": 0, "mlm_total": 0,
               "nsp_correct": 0, "nsp_total": 0}
     for _ in range(config.grad_accum):
-        batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
+        batch = next(batches)
         with autocast(device):
-            loss, stats = pretraining_loss(model, batch, mlm=config.mlm)
+            if "inputs" in batch:  # packed, NSP only
+                loss, stats = packed_nsp_loss(model, batch["inputs"],
+                                              batch["next_sentence_label"], device)
+                stats.update(mlm_loss=0.0, mlm_correct=0, mlm_total=0)
+            else:
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                loss, stats = pretraining_loss(model, batch, mlm=config.mlm)
         (loss / config.grad_accum).backward()
         totals["loss"] += loss.item() / config.grad_accum
         for key in ("mlm_loss", "nsp_loss"):
