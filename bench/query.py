@@ -17,6 +17,7 @@ the server does (`Encoder.fast_small_calls`), unless named `torch-only`.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import tempfile
@@ -78,14 +79,20 @@ def main() -> None:
     parser.add_argument("--passages", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--backends", default="torch,torch-only")
+    parser.add_argument("--keep", type=Path,
+                        help="build the index in this folder and keep it; reuse it if there")
     args = parser.parse_args()
 
     from embedder import Encoder
     from indexer import Index
 
-    work = Path(tempfile.mkdtemp(prefix="bertsearch-query-"))
+    work = args.keep or Path(tempfile.mkdtemp(prefix="bertsearch-query-"))
     torch_encoder = Encoder.load("default", device="cpu")
-    texts = build(work, args.passages, torch_encoder)
+    if args.keep and (work / "texts.json").exists():
+        texts = json.loads((work / "texts.json").read_text())
+    else:
+        texts = build(work, args.passages, torch_encoder)
+        (work / "texts.json").write_text(json.dumps(texts))
     rng = np.random.default_rng(1)
     queries = [" ".join(texts[i].split()[:10])
                for i in rng.choice(len(texts), args.queries, replace=False)]
@@ -131,7 +138,8 @@ def main() -> None:
           f"vector index {kind}, {args.queries} queries of ten words")
     print_table(["backend", "mode", "filter", "Index.search p50 ms", "p99 ms",
                  "embed only p50 ms", "dense recall@10 vs exact"], rows)
-    shutil.rmtree(work, ignore_errors=True)
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

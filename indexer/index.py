@@ -48,6 +48,8 @@ from .store import API, FOLDER, DocumentRecord, NewDocument, PassageRow, Store, 
 # how deep each list goes before hybrid fusion: the fused top k draws on the lists' top
 # HYBRID_DEPTH (measured: bench/RESULTS.md, "Search modes"; 100 beat 20 and 50)
 HYBRID_DEPTH = 100
+# how deep `group="documents"` may look for k distinct documents (passages per list)
+MAX_DOCUMENT_DEPTH = 25_600
 MAX_ID_CHARS = 512
 MAX_METADATA_BYTES = 64 * 1024
 MAX_DOCUMENT_CHARS = 10 * 1024 * 1024
@@ -204,7 +206,10 @@ class Index:
         fusion = fusion_for(identifier_like(query), group)
         names = fusion.lists if mode == "hybrid" else (mode,)
         depth = max(HYBRID_DEPTH, 2 * k) if mode == "hybrid" or group == "documents" else k
-        lists = self.rankings(query, depth, lists=names, filter=filter, vector=vector)
+        if group == "documents":
+            lists = self._document_lists(query, k, depth, names, filter, vector)
+        else:
+            lists = self.rankings(query, depth, lists=names, filter=filter, vector=vector)
         if group == "documents":
             ranked = document_ranking(lists, k, fusion.weights, fusion.constant)
             hits = [replace(best, score=score if mode == "hybrid" else best.score,
@@ -218,6 +223,21 @@ class Index:
                                            k, fusion.weights, fusion.constant)
             hits = [replace(by_id[i], score=score) for i, score in fused]
         return [highlighted(h, query) for h in hits]  # only the hits shown: cheaper
+
+    def _document_lists(self, query: str, k: int, depth: int, names, filter, vector,
+                        ) -> dict[str, list[Hit]]:
+        """The rankings, deep enough to hold `k` distinct documents: when the top passages
+        come from fewer documents (long ones, or a filter matching a few), the lists are
+        fetched again four times as deep until they hold `k` or run out of passages."""
+        if vector is None and {"dense", "first"} & set(names):
+            vector = self.encoder.encode([check_query(query)])
+        while True:
+            lists = self.rankings(query, depth, lists=names, filter=filter, vector=vector)
+            documents = {h.document_id for hits in lists.values() for h in hits}
+            exhausted = all(len(hits) < depth for hits in lists.values())
+            if len(documents) >= k or exhausted or depth >= MAX_DOCUMENT_DEPTH:
+                return lists
+            depth = min(4 * depth, MAX_DOCUMENT_DEPTH)
 
     def rankings(self, query: str, depth: int, *, lists=("dense", "keyword", "first"),
                  filter: dict | None = None, vector: np.ndarray | None = None,

@@ -184,6 +184,29 @@ def test_documents_come_one_hit_each_in_the_order_of_their_best_passages(tmp_pat
         assert len({h.document_id for h in hybrid}) == len(hybrid) == 6
 
 
+def test_documents_mode_fills_k_when_few_documents_hold_the_top_passages(tmp_path, encoder):
+    """Two long documents own every top passage; grouping must look deeper, not return 2."""
+    with Index.open(tmp_path / "idx", encoder=encoder, create=True,
+                    chunk=ChunkSettings(16, 0)) as index:
+        for i in range(2):
+            index.upsert(f"long{i}", "\n\n".join(
+                f"Rivers and engines, part {p} of long document {i}, about rivers and engines."
+                for p in range(80)))
+        for i in range(12):
+            index.upsert(f"short{i}", f"A note on gardening number {i}: tomatoes and basil.",
+                         {"kind": "short" if i % 2 else "other"})
+        top = index.search("rivers and engines", 100, mode="dense", group="passages")
+        assert {h.document_id for h in top} == {"long0", "long1"}  # they fill a first fetch
+        for mode in ("dense", "hybrid", "keyword"):
+            hits = index.search("rivers and engines", 10, mode=mode)
+            ids = [h.document_id for h in hits]
+            assert len(ids) == len(set(ids)) == (10 if mode != "keyword" else len(ids)), mode
+            assert {"long0", "long1"} <= set(ids[:2] if mode != "keyword" else ids)
+        filtered = index.search("rivers and engines", 10, mode="dense",
+                                filter={"kind": "short"})
+        assert {h.document_id for h in filtered} == {f"short{i}" for i in range(1, 12, 2)}
+
+
 @pytest.mark.parametrize("query, expected", [
     ("CONFIG_DEBUG_FS", True), ("EADDRINUSE", True), ("--chunk-tokens", True),
     ("os.path.join", True), ("PyErr_Print", True), ("kmalloc_array", True),

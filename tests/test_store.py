@@ -167,6 +167,40 @@ def test_a_filter_matching_a_tenth_of_a_percent_still_returns_k(filtered):
     assert len(store.dense_search(unit(1), 10, where)[0]) == 4
 
 
+def test_filtered_keyword_ranking_is_the_unfiltered_one_restricted(store):
+    """Oracle: the unfiltered BM25 ranking with the passages the filter refuses left out."""
+    rng = random.Random(5)
+    vocabulary = ["alpha", "beta", "gamma", "delta", "omega"]
+    docs = [document(f"w{i}", 3, metadata={"half": i % 2},
+                     words=" ".join(rng.choices(vocabulary, k=rng.randint(1, 12))))
+            for i in range(60)]
+    store.write_documents(docs, unit(180))
+    where = parse_filter({"half": 1})
+    allowed = {i for i, _ in store.dense_search(unit(1), 180, where)[0]}
+    terms = [("gamma",), ("omega",), ("beta",)]
+    everything = store.keyword_search(terms, 1000)
+    expected = [i for i, _ in everything if i in allowed][:10]
+    found = store.keyword_search(terms, 10, where)
+    assert len(found) == 10
+    assert sorted(i for i, _ in found) == sorted(expected)  # ties may fall either way
+    scores = dict(everything)
+    assert np.allclose([s for _, s in found], [scores[i] for i in expected], atol=1e-6)
+
+
+def test_a_repeated_filter_sees_every_change(store):
+    store.write_documents([document(f"c{i}", 2, metadata={"team": "a"}) for i in range(3)],
+                          unit(6))
+    where = parse_filter({"team": "a"})
+    assert len(store.dense_search(unit(1), 10, where)[0]) == 6
+    store.update_document(store.stored_document("c0").id, 10, 2.0, {"team": "b"})
+    assert len(store.dense_search(unit(1), 10, where)[0]) == 4
+    store.delete_documents([store.stored_document("c1").id])
+    assert len(store.dense_search(unit(1), 10, where)[0]) == 2
+    store.write_documents([document("c9", 3, metadata={"team": "a"})], unit(3))
+    assert len(store.dense_search(unit(1), 10, where)[0]) == 5
+    assert len(store.keyword_search([("alpha",)], 10, where)) == 5
+
+
 def test_keyword_search_finds_exact_identifiers_and_phrases(store):
     texts = ["Set CONFIG_DEBUG_FS=y to mount debugfs.", "The debug file system is handy.",
              "bind() fails with EADDRINUSE when the port is taken.",
