@@ -93,7 +93,8 @@ def embed(texts, model, pooling, no_normalize, batch_size, backend):
 
 index_option = click.option(
     "--index", "-i", "index_dir", default="bertsearch-index", envvar="BERTSEARCH_INDEX",
-    show_default=True, type=click.Path(file_okay=False), help="The index directory.")
+    show_default=True, type=click.Path(file_okay=False),
+    help="The index directory, or a postgresql:// URL.")
 
 
 @main.command()
@@ -372,7 +373,8 @@ def documents_delete(doc_id, index_dir):
 
 @main.command()
 @click.option("--index", "-i", "index_dir", default="bertsearch-index", envvar="BERTSEARCH_INDEX",
-              show_default=True, help="The index to search (it may be created later).")
+              show_default=True,
+              help="The index to search, a folder or a postgresql:// URL (it may come later).")
 @click.option("--host", default="127.0.0.1", show_default=True, envvar="BERTSEARCH_HOST",
               help="Address to listen on; the default takes connections from this machine only.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
@@ -607,7 +609,7 @@ def coherence_train(index_dir, steps, batch_size, lr, seed):
                                  steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                                  progress=bar.plain_step)
     click.echo(f"Adapted on {result.train_pairs} pairs in {result.seconds:.0f}s; saved to "
-               f"{result.out}.")
+               f"{data.keep()}.")
     for kind in result.after:
         click.echo(f"  held-out accuracy, {kind}: {result.before.get(kind, 0):.3f} -> "
                    f"{result.after[kind]:.3f}")

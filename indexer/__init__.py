@@ -18,7 +18,8 @@ _EXPORTS = {
     "Chunk": "chunking", "ChunkSettings": "chunking", "chunk_text": "chunking",
     "FolderNotFoundError": "errors", "IndexCorruptError": "errors", "IndexerError": "errors",
     "IndexMismatchError": "errors", "IndexNotFoundError": "errors",
-    "IndexBusyError": "errors", "IndexReadOnlyError": "errors", "FilterError": "filters",
+    "IndexBusyError": "errors", "IndexReadOnlyError": "errors",
+    "IndexUnavailableError": "errors", "FilterError": "filters",
     "Document": "index", "Hit": "index", "Index": "index", "UpsertResult": "index",
     "IndexSettings": "settings",
 }

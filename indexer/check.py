@@ -52,6 +52,7 @@ def check_index(location: str | os.PathLike, repair: bool = False) -> CheckRepor
         if repair and not is_database_url(location):
             report.repairs.append(_start_over(Path(location).expanduser()))
         return report
+    report.location = store.location  # a database URL without its password
     with store:
         lock = store.writer_lock("bertsearch check --repair") if repair else \
             contextlib.nullcontext()

@@ -12,13 +12,16 @@ wherever the folder lies.
 from __future__ import annotations
 
 import random
+import shutil
+import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from embedder.coherence import IS_NEXT, NOT_NEXT, TextPair
 
-from .store import PassageRow, Store, open_store
+from .errors import IndexNotFoundError
+from .store import PassageRow, Store, is_database_url, open_store
 
 
 def coherence_pairs(store: Store, *, held_out_share: float = 0.1, seed: int = 0,
@@ -79,11 +82,16 @@ COHERENCE_DIR = "coherence"
 
 
 def coherence_model_dir(index_dir) -> Path | None:
-    """The index's own adapted coherence model, if `bertsearch coherence train` made one."""
+    """The index's own adapted coherence model, if `bertsearch coherence train` made one:
+    INDEX/coherence, or for a database index the copy it keeps, written to a cache folder."""
     from embedder.coherence import DELTA_FILE
 
-    folder = Path(index_dir).expanduser() / COHERENCE_DIR
-    return folder if (folder / DELTA_FILE).is_file() else None
+    try:
+        with open_store(_location(index_dir), read_only=True) as store:
+            folder = store.attached_folder(COHERENCE_DIR)
+    except IndexNotFoundError:
+        return None
+    return folder if folder is not None and (folder / DELTA_FILE).is_file() else None
 
 
 @dataclass
@@ -93,12 +101,24 @@ class CoherenceTrainingSet:
 
     train: list[TextPair]
     held_out: list[TextPair]
-    out: Path  # INDEX/coherence, which search and the server then use
+    out: Path  # INDEX/coherence, which search and the server then use (a temporary folder
+    # for a database index, which `keep` copies into the database)
     base: Path | None  # the index's current adapted model; None: the packaged default
+    index: str = ""  # the index's location
+
+    def keep(self) -> str:
+        """Keep the model trained into `out` with the index; returns where it is kept."""
+        with open_store(self.index) as store:
+            store.attach_folder(COHERENCE_DIR, self.out)
+        if not is_database_url(self.index):
+            return str(self.out)
+        shutil.rmtree(self.out, ignore_errors=True)
+        return f"the database at {store.location}"
 
 
 def coherence_training_set(index_dir, *, seed: int = 0) -> CoherenceTrainingSet:
-    """Pairs from an index's passages for `embedder.training.coherence.train_coherence`.
+    """Pairs from an index's passages for `embedder.training.coherence.train_coherence`;
+    then `CoherenceTrainingSet.keep` keeps the trained model with the index.
 
     Raises:
         IndexNotFoundError: no index there.
@@ -106,15 +126,21 @@ def coherence_training_set(index_dir, *, seed: int = 0) -> CoherenceTrainingSet:
     """
     from embedder.errors import InvalidInputError
 
-    folder = Path(index_dir).expanduser()
-    with open_store(folder, read_only=True) as store:
+    location = _location(index_dir)
+    with open_store(location, read_only=True) as store:
         train, held_out = coherence_pairs(store, seed=seed)
     if len(train) < 8 or not held_out:
         raise InvalidInputError(
-            f"The index at '{folder}' has too few documents with two or more passages to "
+            f"The index at '{location}' has too few documents with two or more passages to "
             f"learn coherence from ({len(train)} training pairs, {len(held_out)} held out).")
-    return CoherenceTrainingSet(train, held_out, folder / COHERENCE_DIR,
-                                coherence_model_dir(folder))
+    out = Path(tempfile.mkdtemp(prefix="bertsearch-coherence-")) \
+        if is_database_url(location) else Path(location) / COHERENCE_DIR
+    return CoherenceTrainingSet(train, held_out, out, coherence_model_dir(location),
+                                str(location))
+
+
+def _location(index) -> str | Path:
+    return str(index) if is_database_url(index) else Path(index).expanduser()
 
 
 def read_hits(scorer, hits) -> tuple:

@@ -29,3 +29,7 @@ class IndexBusyError(IndexerError):
 
 class IndexReadOnlyError(IndexerError):
     """A write was asked of an index opened (or only openable) for reading."""
+
+
+class IndexUnavailableError(IndexerError):
+    """The index's database server cannot be reached, or it dropped the connection."""

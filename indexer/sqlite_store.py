@@ -576,6 +576,21 @@ class SQLiteStore(Store):
         self.refresh()
         return {"vector_index": self._vectors.kind, "vectors": len(self._vectors)}
 
+    # -- files kept with the index ----------------------------------------------------------
+
+    def attached_folder(self, name: str) -> Path | None:
+        """INDEX/name, where the files kept under `name` live, if it holds any."""
+        folder = self.folder / name
+        return folder if folder.is_dir() and any(folder.iterdir()) else None
+
+    def attach_folder(self, name: str, folder: Path) -> None:
+        """Copy `folder`'s files to INDEX/name (nothing to do when they were written there)."""
+        target = self.folder / name
+        if Path(folder).resolve() == target.resolve():
+            return
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(folder, target)
+
     # -- integrity ------------------------------------------------------------------------------
 
     def quick_check(self) -> str | None:

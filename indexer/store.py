@@ -242,6 +242,17 @@ class Store(ABC):
         when sound, else what is wrong."""
         return None
 
+    # -- files kept with the index (an adapted coherence model) ------------------------------
+
+    @abstractmethod
+    def attached_folder(self, name: str) -> Path | None:
+        """A local folder holding the files kept with the index under `name`, or None when
+        there are none."""
+
+    @abstractmethod
+    def attach_folder(self, name: str, folder: Path) -> None:
+        """Keep the files of `folder` with the index under `name`, replacing those kept."""
+
     @abstractmethod
     def check(self, repair: bool = False, reembed=None) -> tuple[list[str], list[str]]:
         """Verify everything the store keeps; with `repair`, mend what can be mended

@@ -25,6 +25,7 @@ from indexer.errors import (
     IndexMismatchError,
     IndexNotFoundError,
     IndexReadOnlyError,
+    IndexUnavailableError,
 )
 
 from .batching import QueueFullError
@@ -44,6 +45,7 @@ ERROR_STATUS = [  # most specific first
     (IndexBusyError, 503),
     (IndexReadOnlyError, 409),
     (IndexNotFoundError, 503),
+    (IndexUnavailableError, 503),
     (IndexCorruptError, 503),
     (IndexMismatchError, 409),
     (EncoderMismatchError, 409),

@@ -148,7 +148,15 @@ def prepare_fast_queries(encoder) -> None:
 
 
 def index_exists(location: str) -> bool:
-    """Whether an index (possibly still empty) is at `location`."""
+    """Whether an index (possibly still empty) is at `location`. A database that cannot be
+    reached now counts as none: the server starts, and /health says why."""
+    from indexer import IndexerError
+    from indexer.build import recorded_settings
     from indexer.store import is_database_url
 
-    return is_database_url(location) or (Path(location).expanduser() / "passages.db").is_file()
+    if not is_database_url(location):
+        return (Path(location).expanduser() / "passages.db").is_file()
+    try:
+        return recorded_settings(location) is not None
+    except IndexerError:
+        return False

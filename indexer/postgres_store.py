@@ -1,0 +1,1127 @@
+"""The shared store: one PostgreSQL database (pgvector for the vectors, full-text search for
+the keywords) that many indexers and API servers use at once, with read replicas for queries.
+
+The only module that imports psycopg, psycopg_pool and pgvector; they are imported when a
+`postgresql://` URL is opened (`pip install 'bertsearch[postgres]'`), never by the plain
+install.
+
+Layout: the tables live in their own schema (`bertsearch` unless the URL says `?schema=...`,
+so several indexes can share a database): `documents` (metadata as jsonb), `passages` (text,
+heading path, a `vector(d)` column under an HNSW index, a `tsvector` column under a GIN
+index), `settings`, a one-row `generation` counter, `writer` (who holds the writer lock) and
+`attachments` (files kept with the index: an adapted coherence model).
+
+Writes are short transactions that first bump the generation row: its row lock queues
+writers one after another (two indexers never interleave a document's passages), and a
+reader learns of any write by reading one number. A transaction that dies (`kill -9`, a
+dropped connection) is rolled back by the server: a document's passages are all there or
+none. Passage ids come from an identity column, never reused.
+
+Dense search is exact (pgvector's `inner_product` over the matching passages, ties by id:
+the order of a brute-force search) when asked, for small collections (`auto`, as the
+embedded store) and for filters that match at most `EXACT_SUBSET_MAX` passages; otherwise
+it walks the HNSW graph with iterative scans (`hnsw.iterative_scan`), so a broad filter
+still fills k, and falls back to exact when the walk runs dry. Keyword search reads the
+words as `indexer.keywords` sees them (so `CONFIG_DEBUG_FS` stays one word, which
+PostgreSQL's own parser would split) and stems them with the `english_stem` dictionary;
+ranking is `ts_rank_cd`, PostgreSQL's cover density, not FTS5's BM25.
+
+URL options (removed before the URL reaches libpq): `schema` (default `bertsearch`),
+`pool_size` (connections per process, default 4), `ef_search` (HNSW candidate list; default
+recorded in the index), `hnsw_m` and `hnsw_ef_construction` (when the HNSW index is built).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+import numpy as np
+
+from .errors import (
+    IndexBusyError,
+    IndexCorruptError,
+    IndexerError,
+    IndexMismatchError,
+    IndexNotFoundError,
+    IndexReadOnlyError,
+    IndexUnavailableError,
+)
+from .filters import ID_FIELD, All, Any, Condition, Filter, glob_to_regex
+from .keywords import words
+from .store import (
+    FOLDER,
+    LAST,
+    MIDDLE,
+    PARTIAL,
+    WHOLE,
+    DocumentRecord,
+    NewDocument,
+    PassageRow,
+    Store,
+    StoredDocument,
+)
+from .vectors import EXACT_SUBSET_MAX, HNSW_NEIGHBOURS, choose_kind
+from .vectors import HNSW_EF_CONSTRUCTION as FAISS_EF_CONSTRUCTION
+from .vectors import HNSW_EF_SEARCH as FAISS_EF_SEARCH
+
+DEFAULT_SCHEMA = "bertsearch"
+DEFAULT_POOL_SIZE = 4
+# The graph and candidate list of the embedded store's FAISS HNSW, so dense search behaves
+# alike in both (bench/postgres.py measures both, with a sweep of ef_search).
+HNSW_M = HNSW_NEIGHBOURS
+HNSW_EF_CONSTRUCTION = FAISS_EF_CONSTRUCTION
+HNSW_EF_SEARCH = FAISS_EF_SEARCH
+MAX_BUILD_MEMORY_KB = 1024 * 1024  # maintenance_work_mem for building the graph, at most
+MIN_PGVECTOR = (0, 8)  # iterative index scans
+INLINE_DIMENSIONS = 1000  # vectors up to 4 kB stay in the row, whatever the text beside them
+URL_OPTIONS = ("schema", "pool_size", "ef_search", "hnsw_m", "hnsw_ef_construction")
+CONNECT_TIMEOUT_S = 10
+POOL_TIMEOUT_S = 10  # waiting for a free (or a new) pooled connection
+
+
+def _psycopg():
+    """psycopg, psycopg_pool and pgvector's adapter, or a one-line hint to install them."""
+    from embedder.frameworks import require
+
+    psycopg = require("psycopg", "postgres")
+    pool = require("psycopg_pool", "postgres")
+    register = require("pgvector.psycopg", "postgres").register_vector
+    return psycopg, pool, register
+
+
+# -- migrations: numbered, recorded in _migrations, applied by writers under a lock ----------
+
+MIGRATIONS: list[Callable] = []
+
+
+def migration(fn):
+    MIGRATIONS.append(fn)
+    return fn
+
+
+@migration
+def m001_initial(conn) -> None:
+    conn.execute("""
+        CREATE TABLE settings (key text PRIMARY KEY, value jsonb NOT NULL);
+        CREATE TABLE generation (id int PRIMARY KEY CHECK (id = 1), value bigint NOT NULL);
+        INSERT INTO generation VALUES (1, 0);
+        CREATE TABLE writer (id int PRIMARY KEY CHECK (id = 1), holder jsonb NOT NULL);
+        CREATE TABLE documents (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            key text NOT NULL UNIQUE,
+            origin text NOT NULL,
+            root text NOT NULL,
+            path text NOT NULL,
+            content_hash text NOT NULL,
+            size bigint NOT NULL,
+            mtime double precision NOT NULL,
+            passages integer NOT NULL,
+            indexed_at double precision NOT NULL,
+            metadata jsonb NOT NULL DEFAULT '{}',
+            text text);
+        CREATE INDEX documents_folder ON documents (root, origin);
+        CREATE TABLE passages (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            document_id bigint NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+            ordinal integer NOT NULL,
+            start integer NOT NULL,
+            "end" integer NOT NULL,
+            line_start integer NOT NULL,
+            line_end integer NOT NULL,
+            tokens integer NOT NULL,
+            text text NOT NULL,
+            headings jsonb NOT NULL DEFAULT '[]',
+            embedding vector NOT NULL,
+            terms tsvector NOT NULL,
+            UNIQUE (document_id, ordinal));
+        CREATE INDEX passages_terms ON passages USING gin (terms);
+        CREATE INDEX passages_first ON passages (id) WHERE ordinal = 0;
+        CREATE TABLE attachments (
+            name text NOT NULL, file text NOT NULL, data bytea NOT NULL,
+            PRIMARY KEY (name, file));
+        """)
+    # A word's lexeme: its english_stem (a stopword stays itself: FTS5 keeps them too).
+    conn.execute("""
+        CREATE FUNCTION bertsearch_lexeme(word text) RETURNS text
+        LANGUAGE sql STABLE PARALLEL SAFE
+        AS $$ SELECT coalesce((ts_lexize('english_stem', word))[1], word) $$""")
+    # The keyword entry of a passage from its words (`indexer.keywords.words`, joined by
+    # spaces): each lexeme with the positions of its words, so phrases can match.
+    conn.execute("""
+        CREATE FUNCTION bertsearch_tsvector(words text) RETURNS tsvector
+        LANGUAGE sql STABLE PARALLEL SAFE AS $$
+            SELECT coalesce(string_agg(quote_literal(lexeme) || ':' || positions, ' ')
+                            ::tsvector, ''::tsvector)
+            FROM (SELECT bertsearch_lexeme(w) AS lexeme,
+                         string_agg(least(n, 16383)::text, ',' ORDER BY n) AS positions
+                  FROM unnest(string_to_array(words, ' ')) WITH ORDINALITY AS t(w, n)
+                  WHERE w <> '' AND octet_length(w) < 2048
+                  GROUP BY 1) s $$""")
+    # A keyword query from terms (a JSON list of word lists): phrases OR'ed, words within a
+    # phrase adjacent.
+    conn.execute("""
+        CREATE FUNCTION bertsearch_tsquery(terms jsonb) RETURNS tsquery
+        LANGUAGE sql STABLE PARALLEL SAFE AS $$
+            SELECT string_agg(phrase, ' | ')::tsquery
+            FROM (SELECT '(' || string_agg(quote_literal(bertsearch_lexeme(w)), ' <-> '
+                                           ORDER BY n) || ')' AS phrase
+                  FROM jsonb_array_elements(terms) WITH ORDINALITY AS t(term, i),
+                       jsonb_array_elements_text(t.term) WITH ORDINALITY AS x(w, n)
+                  WHERE w <> '' AND octet_length(w) < 2048
+                  GROUP BY i) s $$""")
+
+
+_PASSAGE_COLUMNS = ('p.id, p.document_id, d.root, d.path, p.ordinal, p.start, p."end", '
+                    "p.line_start, p.line_end, p.text, d.key, p.headings, d.metadata")
+_STORED_COLUMNS = "id, key, origin, path, content_hash, size, mtime, metadata, passages"
+HNSW_INDEX = "passages_embedding_hnsw"
+
+
+class PostgresStore(Store):
+    """An index in a PostgreSQL database. Thread-safe: a pool of connections, each
+    statement or transaction on one of them."""
+
+    kind = "postgresql"
+    # a filtered search matching at most this many passages is exact (as the embedded store)
+    exact_subset_max = EXACT_SUBSET_MAX
+
+    def __init__(self, url: str, options: dict, conninfo: str, read_only: bool):
+        self.url = url
+        self.location = redact(url)
+        self.options = options
+        self.schema = options["schema"]
+        self.conninfo = conninfo
+        self.read_only = read_only
+        self.damage: str | None = None
+        self.ef_search = HNSW_EF_SEARCH
+        self._seen = -1  # the generation `refresh` saw last
+        self._lock_session = None  # the connection holding the writer lock, while held
+        self._lock = threading.Lock()
+        self._cache: dict = {}  # generation-scoped answers (counts, matching documents)
+        self._generation = -1
+        self._pool = None
+
+    # -- opening --------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url: str, create: bool = False, read_only: bool = False) -> PostgresStore:
+        """Open (or, with `create`, make) the index in the database `url`.
+
+        A standby (a streaming read replica) opens read-only by itself; asking it to take
+        writes raises `IndexReadOnlyError`.
+
+        Raises:
+            IndexerError: a URL libpq cannot read, or pgvector missing or too old.
+            IndexUnavailableError: the server cannot be reached.
+            IndexNotFoundError: no index in that database (schema) and not `create`.
+        """
+        psycopg, _, _ = _psycopg()
+        clean, options = split_url(url)
+        store = cls(url, options, clean, read_only)
+        try:
+            with store._connect(register=False) as conn:
+                standby = conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+                if standby and create:
+                    raise IndexReadOnlyError(
+                        f"The database at '{store.location}' is a read-only replica (a "
+                        f"standby): index into the primary and serve from the replica.")
+                store.read_only = read_only or standby
+                store._prepare(conn, create)
+        except psycopg.Error as exc:
+            raise store._error(exc) from None
+        store._start_pool()
+        return store
+
+    def _connect(self, register: bool = True, autocommit: bool = True):
+        """A new connection with the schema first on the search path (and the vector type
+        known to psycopg when `register`)."""
+        psycopg, _, register_vector = _psycopg()
+        try:
+            conn = psycopg.connect(self.conninfo, autocommit=autocommit)
+        except psycopg.OperationalError as exc:
+            raise IndexUnavailableError(
+                f"Cannot connect to PostgreSQL at '{self.location}': {_first_line(exc)}. "
+                f"Check that the server runs and the URL (host, port, database, user, "
+                f"password or ~/.pgpass) is right.") from None
+        try:
+            self._configure(conn, register_vector if register else None)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _configure(self, conn, register_vector=None) -> None:
+        """Per-connection settings: the search path, HNSW search parameters, read-only."""
+        conn.execute("SELECT set_config('search_path', quote_ident(%s) || ', ' || "
+                     "current_setting('search_path'), false)", [self.schema])
+        if self.read_only:
+            conn.execute("SET default_transaction_read_only = on")
+        if register_vector is not None:
+            register_vector(conn)
+            conn.execute("SELECT set_config('hnsw.ef_search', %s, false), "
+                         "set_config('hnsw.iterative_scan', 'relaxed_order', false)",
+                         [str(self.ef_search)])
+
+    def _prepare(self, conn, create: bool) -> None:
+        """Check pgvector, create the schema if asked, apply pending migrations."""
+        version = conn.execute(
+            "SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+        exists = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s",
+                              [self.schema]).fetchone()
+        if not exists and not create:
+            raise IndexNotFoundError(
+                f"No index at '{self.location}' (the database has no '{self.schema}' "
+                f"schema). Create one with: bertsearch index FOLDER --index "
+                f"'{self.location}'")
+        if version is None:
+            version = self._create_extension(conn) if create else None
+            if version is None:
+                raise IndexerError(
+                    f"The database at '{self.location}' lacks the pgvector extension: a "
+                    f"superuser must run CREATE EXTENSION vector in it.")
+        if tuple(int(x) for x in re.findall(r"\d+", version[0])[:2]) < MIN_PGVECTOR:
+            raise IndexerError(
+                f"The database at '{self.location}' has pgvector {version[0]}; bertsearch "
+                f"needs 0.8 or later (ALTER EXTENSION vector UPDATE).")
+        self._migrate(conn)
+        row = conn.execute("SELECT value FROM settings WHERE key = 'hnsw_ef_search'"
+                           ).fetchone()
+        self.ef_search = int(self.options.get("ef_search") or (row and row[0])
+                             or HNSW_EF_SEARCH)
+
+    def _create_extension(self, conn):
+        psycopg, _, _ = _psycopg()
+        try:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        except psycopg.Error as exc:
+            raise IndexerError(
+                f"Cannot create the pgvector extension in '{self.location}' "
+                f"({_first_line(exc)}). Install pgvector 0.8 or later on the server, and "
+                f"have a superuser run CREATE EXTENSION vector in this database.") from None
+        return conn.execute(
+            "SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+
+    def _migrate(self, conn) -> None:
+        """Apply pending migrations (none: nothing is written, so a role that may only read
+        opens an index as well as its owner)."""
+        psycopg, _, _ = _psycopg()
+        if not self._pending(conn):
+            return
+        if self.read_only:
+            raise IndexReadOnlyError(
+                f"The index at '{self.location}' was made by an older bertsearch (or is not "
+                f"made yet) and must be upgraded once by a writer (run `bertsearch index` "
+                f"against the primary) before it can be served read-only.")
+        try:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                             [f"bertsearch migrations {self.schema}"])
+                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(self.schema)}")
+                conn.execute("CREATE TABLE IF NOT EXISTS _migrations "
+                             "(name text PRIMARY KEY, applied_at double precision NOT NULL)")
+                for fn in self._pending(conn):
+                    fn(conn)
+                    conn.execute("INSERT INTO _migrations VALUES (%s, %s)",
+                                 [fn.__name__, time.time()])
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise IndexerError(
+                f"The database user may not create bertsearch's tables at '{self.location}' "
+                f"({_first_line(exc)}): grant it CREATE on the database (or the schema "
+                f"'{self.schema}'), or have the owner run `bertsearch index` once.") from None
+
+    def _pending(self, conn) -> list:
+        exists = conn.execute("SELECT to_regclass(quote_ident(%s) || '._migrations')",
+                              [self.schema]).fetchone()[0]
+        if exists is None:
+            return list(MIGRATIONS)
+        done = {r[0] for r in conn.execute("SELECT name FROM _migrations")}
+        return [fn for fn in MIGRATIONS if fn.__name__ not in done]
+
+    def _start_pool(self) -> None:
+        _, pool_module, register_vector = _psycopg()
+        self._pool = pool_module.ConnectionPool(
+            self.conninfo, min_size=1, max_size=int(self.options["pool_size"]),
+            kwargs={"autocommit": True}, timeout=POOL_TIMEOUT_S, open=True, name="bertsearch",
+            configure=lambda conn: self._configure(conn, register_vector))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+
+    # -- running statements -----------------------------------------------------------------
+
+    def _run(self, work: Callable, retry: bool = True):
+        """`work(connection)` on a pooled connection. A connection the server dropped
+        (restart, failover, idle timeout) or a statement a replica cancelled is tried once
+        more on a fresh connection when `retry`; other database trouble becomes a clear
+        `IndexerError`."""
+        psycopg, pool_module, _ = _psycopg()
+        try:
+            with self._pool.connection() as conn:
+                return work(conn)
+        except pool_module.PoolTimeout:
+            raise IndexUnavailableError(
+                f"No connection to PostgreSQL at '{self.location}' within {POOL_TIMEOUT_S} "
+                f"seconds: the server is down, unreachable or out of connections.") from None
+        except psycopg.Error as exc:
+            if not retry or not _transient(exc):
+                raise self._error(exc) from None
+        self._pool.check()  # the pool drops its other dead connections and makes new ones
+        try:  # meanwhile the retry takes a connection of its own, so it fails fast if need be
+            with self._connect() as conn:
+                return work(conn)
+        except psycopg.Error as exc:
+            raise self._error(exc) from None
+
+    def _error(self, exc) -> Exception:
+        """What a database error means for the index, as an `IndexerError`."""
+        psycopg, _, _ = _psycopg()
+        errors = psycopg.errors
+        message = _first_line(exc)
+        if isinstance(exc, errors.ReadOnlySqlTransaction):
+            return IndexReadOnlyError(
+                f"The database at '{self.location}' only takes reads (a replica, or opened "
+                f"read-only): write to the primary instead.")
+        if isinstance(exc, errors.InsufficientPrivilege):
+            return IndexReadOnlyError(
+                f"The database user may not change the index at '{self.location}' "
+                f"({message}); connect as a role with write grants to change it.")
+        if isinstance(exc, (errors.DataCorrupted, errors.IndexCorrupted)):
+            self.damage = message
+            return IndexCorruptError(
+                f"PostgreSQL reports damage in the index at '{self.location}' ({message}). "
+                f"Run `bertsearch check --index '{self.location}' --repair`.")
+        if isinstance(exc, errors.UndefinedTable):
+            return IndexNotFoundError(
+                f"The index at '{self.location}' is gone (its tables were dropped: "
+                f"{message}). Index the documents again to recreate it.")
+        if isinstance(exc, psycopg.OperationalError):
+            return IndexUnavailableError(
+                f"Lost the connection to PostgreSQL at '{self.location}' ({message}); it did "
+                f"not come back on a retry. Check the server, then try again.")
+        return IndexerError(f"PostgreSQL error at '{self.location}': {message}")
+
+    def _query(self, sql: str, params=(), retry: bool = True) -> list:
+        return self._run(lambda conn: conn.execute(sql, params).fetchall(), retry)
+
+    def _write(self, work: Callable, retry: bool = True):
+        """`work(connection)` in one transaction that first bumps the generation (which
+        also queues concurrent writers on that row's lock). Retried once after a dropped
+        connection when `retry`: every write here leaves the same state when run twice."""
+        self._refuse_read_only()
+
+        def transaction(conn):
+            with conn.transaction():
+                conn.execute("UPDATE generation SET value = value + 1 WHERE id = 1")
+                return work(conn)
+
+        return self._run(transaction, retry)
+
+    def _refuse_read_only(self) -> None:
+        if self.read_only:
+            raise IndexReadOnlyError(
+                f"The index at '{self.location}' is open read-only (a replica, or opened for "
+                f"reading): it can be searched but not changed.")
+
+    def _cached(self, key, compute: Callable):
+        """`compute()`, remembered until the generation moves on."""
+        generation = self.generation()
+        with self._lock:
+            if self._generation != generation:
+                self._cache, self._generation = {}, generation
+            if key in self._cache:
+                return self._cache[key]
+        value = compute()
+        with self._lock:
+            if self._generation == generation:
+                self._cache[key] = value
+        return value
+
+    # -- settings, generation, writer lock --------------------------------------------------
+
+    def settings(self) -> dict:
+        return dict(self._query("SELECT key, value FROM settings"))
+
+    def save_settings(self, values: dict) -> None:
+        def work(conn):
+            self._put_settings(conn, values)
+            self._shape_vectors(conn)
+
+        self._write(work)
+
+    def _put_settings(self, conn, values: dict) -> None:
+        psycopg, _, _ = _psycopg()
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO settings VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET "
+                "value = excluded.value",
+                [(k, psycopg.types.json.Jsonb(_clean_json(v))) for k, v in values.items()])
+
+    def generation(self) -> int:
+        return self._query("SELECT value FROM generation")[0][0]
+
+    def clear(self, settings: dict) -> None:
+        def work(conn):
+            conn.execute("DELETE FROM passages")
+            conn.execute("DELETE FROM documents")
+            conn.execute("DELETE FROM settings")
+            self._put_settings(conn, settings)
+            self._shape_vectors(conn)
+
+        self._write(work)
+
+    def _shape_vectors(self, conn) -> None:
+        """Give the vector column the index's dimension, and drop the HNSW index when the
+        index type is `flat` (`checkpoint` builds it when wanted)."""
+        settings = dict(conn.execute("SELECT key, value FROM settings").fetchall())
+        dimension = int(settings.get("dimension") or 0)
+        typmod = conn.execute(
+            "SELECT atttypmod FROM pg_attribute WHERE attrelid = 'passages'::regclass "
+            "AND attname = 'embedding'").fetchone()[0]
+        if dimension and typmod != dimension:
+            if conn.execute("SELECT EXISTS (SELECT 1 FROM passages)").fetchone()[0]:
+                raise IndexMismatchError(
+                    f"The index at '{self.location}' holds {typmod}-dimensional vectors; "
+                    f"pass --rebuild to re-embed with a {dimension}-dimensional model.")
+            conn.execute(f"DROP INDEX IF EXISTS {HNSW_INDEX}")
+            conn.execute(f"ALTER TABLE passages ALTER COLUMN embedding TYPE vector({dimension})")
+            # inline, not in TOAST (pgvector's default once a row passes 2 kB): an exact
+            # search reads every vector, and a TOAST fetch each tripled its cost (measured)
+            storage = "PLAIN" if dimension <= INLINE_DIMENSIONS else "MAIN"
+            conn.execute(f"ALTER TABLE passages ALTER COLUMN embedding SET STORAGE {storage}")
+        if settings.get("index_type") == "flat":
+            conn.execute(f"DROP INDEX IF EXISTS {HNSW_INDEX}")
+
+    def checkpoint(self) -> None:
+        """Build the HNSW index once it is wanted (`hnsw`, or `auto` from
+        `vectors.AUTO_HNSW_FROM` passages, as the embedded store builds its FAISS graph) and
+        missing: in one go over
+        the rows, which gives a better graph in a fraction of the time of growing it from
+        an empty table row by row; later rows join it as they are written. Built
+        CONCURRENTLY (writes go on meanwhile) by whoever holds the writer lock, or can take
+        it without waiting; a reader or a busy lock leaves it to the next writer."""
+        if self.read_only:
+            return
+        documents, passages, index_type, has_index = self._shape()
+        if has_index or index_type == "flat" or choose_kind(index_type, passages) == "flat":
+            return
+        if self._lock_session is not None:
+            self._build_hnsw(self._lock_session, passages)
+            return
+        with contextlib.suppress(IndexBusyError), self.writer_lock("bertsearch (HNSW build)"):
+            self._build_hnsw(self._lock_session, passages)
+
+    def _build_hnsw(self, conn, passages: int) -> None:
+        psycopg, _, _ = _psycopg()
+        m = int(self.options.get("hnsw_m") or HNSW_M)
+        build = int(self.options.get("hnsw_ef_construction") or HNSW_EF_CONSTRUCTION)
+        dimension = int(self.settings().get("dimension") or 0)
+        memory_kb = min(MAX_BUILD_MEMORY_KB,
+                        max(65536, 3 * passages * (4 * dimension + 16 * m + 128) // 2048))
+        try:
+            conn.execute(f"SET maintenance_work_mem = '{memory_kb}kB'")
+            valid = conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = "
+                                 "to_regclass(%s)", [HNSW_INDEX]).fetchone()
+            if valid and not valid[0]:  # an interrupted concurrent build
+                conn.execute(f"DROP INDEX CONCURRENTLY {HNSW_INDEX}")
+            conn.execute(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {HNSW_INDEX} ON passages "
+                         f"USING hnsw (embedding vector_ip_ops) WITH (m = {m}, "
+                         f"ef_construction = {build})")
+        except psycopg.Error as exc:
+            raise self._error(exc) from None
+        self.save_settings({"hnsw_m": m, "hnsw_ef_construction": build,
+                            "hnsw_ef_search": self.ef_search})
+
+    @contextlib.contextmanager
+    def writer_lock(self, owner: str, wait: bool = False):
+        """A session-level advisory lock, held on a connection of its own for the duration
+        of the block: the server releases it when this process lets go or dies (its session
+        ends), so a crashed writer never leaves it behind. Who holds it goes in `writer`."""
+        psycopg, _, _ = _psycopg()
+        self._refuse_read_only()
+        conn = self._connect(register=False)
+        key = f"bertsearch writer {self.schema}"
+        try:
+            self._take_lock(conn, key, owner, wait)
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, psycopg.Error):
+                raise self._error(exc) from None
+            raise
+        self._lock_session = conn
+        try:
+            yield
+        finally:
+            self._lock_session = None
+            conn.close()  # ends the session: the lock goes with it
+
+    def _take_lock(self, conn, key: str, owner: str, wait: bool) -> None:
+        """Take (or, with `wait`, wait for) the lock on `conn` and say who holds it."""
+        if wait:
+            conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", [key])
+        elif not conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))",
+                              [key]).fetchone()[0]:
+            holder = conn.execute("SELECT holder FROM writer").fetchone()
+            raise IndexBusyError(
+                f"Another writer is updating the index at '{self.location}' "
+                f"({_holder(holder[0] if holder else None)}). Wait for it to finish, or pass "
+                f"--wait to wait for it.")
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": owner,
+                  "since": time.time()}
+        conn.execute("INSERT INTO writer VALUES (1, %s) ON CONFLICT (id) DO UPDATE SET "
+                     "holder = excluded.holder", [json.dumps(holder)])
+
+    # -- documents ----------------------------------------------------------------------------
+
+    def folder_documents(self, root: str) -> dict[str, StoredDocument]:
+        rows = self._query(f"SELECT {_STORED_COLUMNS} FROM documents WHERE root = %s AND "
+                           f"origin = %s", [_clean(root), FOLDER])
+        return {r[3]: StoredDocument(*r) for r in rows}
+
+    def stored_document(self, key: str) -> StoredDocument | None:
+        rows = self._query(f"SELECT {_STORED_COLUMNS} FROM documents WHERE key = %s",
+                           [_clean(key)])
+        return StoredDocument(*rows[0]) if rows else None
+
+    def document(self, key: str) -> DocumentRecord | None:
+        rows = self._query(
+            "SELECT key, origin, root, path, content_hash, size, mtime, metadata, text, "
+            "passages, indexed_at FROM documents WHERE key = %s", [_clean(key)])
+        return DocumentRecord(*rows[0]) if rows else None
+
+    def write_documents(self, documents: list[NewDocument], vectors: np.ndarray) -> None:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+
+        def work(conn):
+            ids = {doc.key: self._document_row(conn, doc) for doc in documents}
+            # too few vectors: StopIteration here, inside the transaction, which rolls back
+            given = iter(vectors)
+            rows = [(doc.key, p, next(given)) for doc in documents for p in doc.passages]
+            with conn.cursor() as cur:
+                cur.executemany(
+                    'INSERT INTO passages (document_id, ordinal, start, "end", line_start, '
+                    "line_end, tokens, text, headings, embedding, terms) VALUES (%s, %s, %s, "
+                    "%s, %s, %s, %s, %s, %s, %b, bertsearch_tsvector(%s))",
+                    [(ids[key], p.ordinal, p.start, p.end, p.line_start, p.line_end,
+                      p.tokens, _clean(p.text), _jsonb(list(p.headings)), vector,
+                      " ".join(words(_clean(p.text)))) for key, p, vector in rows])
+
+        # a part that appends (MIDDLE, LAST) must not run twice: its passages would repeat
+        self._write(work, retry=all(d.part not in (MIDDLE, LAST) for d in documents))
+
+    def _document_row(self, conn, doc: NewDocument) -> int:
+        """The id of the row `doc`'s passages go under: a new row (replacing the stored
+        document) for WHOLE and FIRST, the existing one for MIDDLE and LAST."""
+        key = _clean(doc.key)
+        if doc.part in (MIDDLE, LAST):
+            done = doc.content_hash if doc.part == LAST else PARTIAL + doc.content_hash
+            return conn.execute(
+                "UPDATE documents SET passages = passages + %s, content_hash = %s, "
+                "indexed_at = %s WHERE key = %s RETURNING id",
+                [len(doc.passages), done, time.time(), key]).fetchone()[0]
+        conn.execute("DELETE FROM documents WHERE key = %s", [key])  # passages cascade
+        digest = doc.content_hash if doc.part == WHOLE else PARTIAL + doc.content_hash
+        return conn.execute(
+            "INSERT INTO documents (key, origin, root, path, content_hash, size, mtime, "
+            "passages, indexed_at, metadata, text) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, "
+            "%s, %s, %s) RETURNING id",
+            [key, doc.origin, _clean(doc.root), _clean(doc.path), digest,
+             doc.size, doc.mtime, len(doc.passages), time.time(), _jsonb(doc.metadata),
+             None if doc.text is None else _clean(doc.text)]).fetchone()[0]
+
+    def update_document(self, doc_id: int, size: int, mtime: float, metadata: dict) -> None:
+        self._write(lambda conn: conn.execute(
+            "UPDATE documents SET size = %s, mtime = %s, metadata = %s WHERE id = %s",
+            [size, mtime, _jsonb(metadata), doc_id]))
+
+    def delete_documents(self, ids: list[int]) -> int:
+        if not ids:
+            return 0
+
+        def work(conn):
+            removed = conn.execute("DELETE FROM passages WHERE document_id = ANY(%s::bigint[])",
+                                   [list(ids)]).rowcount
+            conn.execute("DELETE FROM documents WHERE id = ANY(%s::bigint[])", [list(ids)])
+            return removed
+
+        return self._write(work)
+
+    def counts(self) -> tuple[int, int]:
+        return self._shape()[:2]
+
+    def _shape(self) -> tuple[int, int, str, bool]:
+        """(documents, passages, index type, whether a valid HNSW index is there), read once
+        per generation."""
+        return self._cached("shape", lambda: tuple(self._query(
+            "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM passages), "
+            "coalesce((SELECT value #>> '{}' FROM settings WHERE key = 'index_type'), "
+            "'auto'), coalesce((SELECT indisvalid FROM pg_index WHERE indexrelid = "
+            "to_regclass(%s)), false)", [HNSW_INDEX])[0]))
+
+    def iter_documents(self) -> Iterator[tuple[int, str, str]]:
+        yield from self._query("SELECT id, root, path FROM documents ORDER BY id")
+
+    # -- passages and search ----------------------------------------------------------------
+
+    def passages(self, ids: list[int]) -> dict[int, PassageRow]:
+        if not ids:
+            return {}
+        rows = self._query(
+            f"SELECT {_PASSAGE_COLUMNS} FROM passages p JOIN documents d ON d.id = "
+            f"p.document_id WHERE p.id = ANY(%s::bigint[])", [[int(i) for i in ids]])
+        return {r[0]: _passage(r) for r in rows}
+
+    def document_passages(self, document_id: int) -> list[PassageRow]:
+        rows = self._query(
+            f"SELECT {_PASSAGE_COLUMNS} FROM passages p JOIN documents d ON d.id = "
+            f"p.document_id WHERE p.document_id = %s ORDER BY p.ordinal", [document_id])
+        return [_passage(r) for r in rows]
+
+    def stored_vectors(self, ids: list[int]) -> dict[int, np.ndarray]:
+        """The stored vectors of passages by id (for checks, tests and benchmarks)."""
+        rows = self._query("SELECT id, embedding FROM passages WHERE id = ANY(%s::bigint[])",
+                           [[int(i) for i in ids]])
+        return {r[0]: r[1].to_numpy() for r in rows}
+
+    def dense_search(self, queries: np.ndarray, k: int, where: Filter | None = None,
+                     exact: bool = False, first_only: bool = False,
+                     ) -> list[list[tuple[int, float]]]:
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        queries = queries.reshape(len(queries), -1)
+        documents, passages, index_type, has_index = self._shape()
+        exact = exact or not has_index  # no graph (yet): every passage is scored
+        if where is None:  # every passage, or every document's first one
+            matching, scope = (documents if first_only else passages), None
+            exact = exact or choose_kind(index_type, passages) == "flat" or \
+                first_only and matching <= self.exact_subset_max
+        else:
+            matching, scope = self._scope(where, first_only)
+            exact = exact or matching <= self.exact_subset_max
+        if not matching:
+            return [[] for _ in queries]
+        return [self._dense_one(q, k, where, first_only, scope, exact, min(k, matching))
+                for q in queries]
+
+    def _scope(self, where: Filter, first_only: bool) -> tuple[int, list[int] | None]:
+        """How many passages a filtered search ranks, and the ids of the documents they
+        belong to when there are few enough for an exact search (else None)."""
+
+        def compute():
+            predicate, params = compile_filter(where)
+            count = "1" if first_only else "passages"
+            limit = self.exact_subset_max
+            rows = self._query(f"SELECT id, {count} FROM documents d WHERE {predicate} "
+                               f"LIMIT {limit + 1}", params)
+            total = sum(r[1] for r in rows)
+            if len(rows) > limit or total > limit:
+                return limit + 1, None
+            return total, [r[0] for r in rows]
+
+        return self._cached(("scope", repr(where), first_only), compute)
+
+    def _dense_one(self, query: np.ndarray, k: int, where, first_only: bool, scope,
+                   exact: bool, expected: int) -> list[tuple[int, float]]:
+        if not exact:
+            found = self._approximate(query, k, where, first_only)
+            if len(found) >= expected:
+                return found
+        conditions, params = ["TRUE"], [query]
+        if scope is not None:
+            conditions.append("p.document_id = ANY(%s::bigint[])")
+            params.append(scope)
+        elif where is not None:
+            predicate, extra = compile_filter(where)
+            conditions.append(f"EXISTS (SELECT 1 FROM documents d WHERE d.id = p.document_id "
+                              f"AND {predicate})")
+            params += extra
+        if first_only:
+            conditions.append("p.ordinal = 0")
+        # inner_product(), not the <#> operator, so the planner cannot take the HNSW index:
+        # every matching passage is scored, ties broken by id as a brute-force search does
+        rows = self._query(
+            f"SELECT p.id, inner_product(p.embedding, %b) AS score FROM passages p "
+            f"WHERE {' AND '.join(conditions)} ORDER BY score DESC, p.id LIMIT %s",
+            [*params, k])
+        return [(r[0], float(r[1])) for r in rows]
+
+    def _approximate(self, query: np.ndarray, k: int, where, first_only: bool):
+        """The HNSW walk: iterative scans (set per connection) go on past the candidate
+        list until k passages pass the filter or `hnsw.max_scan_tuples` is reached."""
+        conditions, params = ["TRUE"], [query]
+        if where is not None:
+            predicate, extra = compile_filter(where)
+            conditions.append(f"EXISTS (SELECT 1 FROM documents d WHERE d.id = p.document_id "
+                              f"AND {predicate})")
+            params += extra
+        if first_only:
+            conditions.append("p.ordinal = 0")
+        sql = (f"WITH found AS MATERIALIZED (SELECT p.id, p.embedding <#> %b AS distance "
+               f"FROM passages p WHERE {' AND '.join(conditions)} ORDER BY distance LIMIT %s) "
+               f"SELECT id, -distance FROM found ORDER BY distance, id")
+
+        def work(conn):
+            if k <= self.ef_search:
+                return conn.execute(sql, [*params, k]).fetchall()
+            with conn.transaction():  # a candidate list at least k long
+                conn.execute("SELECT set_config('hnsw.ef_search', %s, true)",
+                             [str(min(k, 1000))])
+                return conn.execute(sql, [*params, k]).fetchall()
+
+        return [(r[0], float(r[1])) for r in self._run(work)]
+
+    def keyword_search(self, terms: list[tuple[str, ...]], k: int,
+                       where: Filter | None = None) -> list[tuple[int, float]]:
+        if not terms:
+            return []
+        sql = ("SELECT p.id, ts_rank_cd(p.terms, q) AS score FROM passages p, "
+               "bertsearch_tsquery(%s) q WHERE p.terms @@ q")
+        params: list = [_jsonb([list(t) for t in terms])]
+        if where is not None:
+            predicate, extra = compile_filter(where)
+            sql += (f" AND EXISTS (SELECT 1 FROM documents d WHERE d.id = p.document_id "
+                    f"AND {predicate})")
+            params += extra
+        rows = self._query(sql + " ORDER BY score DESC, p.id LIMIT %s", [*params, k])
+        return [(r[0], float(r[1])) for r in rows]
+
+    def refresh(self) -> bool:
+        """Nothing here is derived: a new generation only means the next answers differ."""
+        generation = self.generation()
+        with self._lock:
+            changed, self._seen = generation != self._seen, generation
+        return changed
+
+    def describe(self) -> dict:
+        _, passages, index_type, has_index = self._shape()
+        kind = choose_kind(index_type, passages)
+        out = {"vector_index": kind if has_index or kind == "flat" else
+               "flat (the HNSW index is built at the next sync)", "vectors": passages}
+        if has_index:
+            settings = self.settings()
+            out["hnsw"] = {"m": settings.get("hnsw_m"),
+                           "ef_construction": settings.get("hnsw_ef_construction"),
+                           "ef_search": self.ef_search}
+        return out
+
+    # -- files kept with the index ----------------------------------------------------------
+
+    def attached_folder(self, name: str) -> Path | None:
+        """The files kept under `name`, written to a cache folder named by their content
+        (so every process that loads them gets the same folder, and a change a new one)."""
+        rows = self._query("SELECT file, data FROM attachments WHERE name = %s ORDER BY file",
+                           [name])
+        if not rows:
+            return None
+        import hashlib
+
+        digest = hashlib.sha256()
+        for file, data in rows:
+            digest.update(file.encode() + b"\0" + bytes(data))
+        cache = Path(os.environ.get("BERTSEARCH_CACHE", "~/.cache/bertsearch")).expanduser()
+        folder = cache / "attachments" / f"{name}-{digest.hexdigest()[:16]}"
+        if not folder.is_dir():
+            staging = folder.with_name(f".{folder.name}-{os.getpid()}")
+            staging.mkdir(parents=True, exist_ok=True)
+            for file, data in rows:
+                (staging / file).write_bytes(bytes(data))
+            with contextlib.suppress(OSError):  # another process got there first
+                os.replace(staging, folder)
+        return folder
+
+    def attach_folder(self, name: str, folder: Path) -> None:
+        files = [(p.name, p.read_bytes()) for p in sorted(Path(folder).iterdir())
+                 if p.is_file()]
+
+        def work(conn):
+            conn.execute("DELETE FROM attachments WHERE name = %s", [name])
+            with conn.cursor() as cur:
+                cur.executemany("INSERT INTO attachments VALUES (%s, %s, %s)",
+                                [(name, file, data) for file, data in files])
+
+        self._write(work)
+
+    # -- integrity ------------------------------------------------------------------------------
+
+    def health(self) -> str | None:
+        return self.damage
+
+    def quick_check(self) -> str | None:
+        """The tables answer (an HNSW index left invalid by an interrupted build is not
+        damage: searches do without it and the next checkpoint rebuilds it)."""
+        try:
+            self._query("SELECT 1 FROM documents LIMIT 1")
+        except IndexCorruptError as exc:
+            return str(exc)
+        return self.damage
+
+    def check(self, repair: bool = False, reembed=None) -> tuple[list[str], list[str]]:
+        """Verify passage counts, the stored vectors (dimension, finite, unit length), the
+        keyword column (recomputed from the text) and the HNSW index; with `repair`, mend
+        them (vectors through `reembed(passage_rows) -> vectors`). PostgreSQL guards its
+        own pages (checksums, WAL); damage it reports is surfaced, not salvaged here."""
+        problems, repairs = [], []
+        for found, mend in (self._check_counts(), self._check_vectors(reembed),
+                            self._check_keywords(), self._check_hnsw()):
+            if found:
+                problems.append(found)
+                if repair:
+                    repairs.append(mend())
+        return problems, repairs
+
+    def _check_counts(self):
+        wrong = self._query("SELECT d.id FROM documents d WHERE d.passages != "
+                            "(SELECT count(*) FROM passages p WHERE p.document_id = d.id)")
+        if not wrong:
+            return None, None
+
+        def mend():
+            self._write(lambda conn: conn.execute(
+                "UPDATE documents d SET passages = (SELECT count(*) FROM passages p "
+                "WHERE p.document_id = d.id)"))
+            return f"passage counts of {len(wrong)} documents corrected"
+        return f"{len(wrong)} documents record a wrong passage count", mend
+
+    def _check_vectors(self, reembed):
+        dimension = int(self.settings().get("dimension") or 0)
+        bad = [r[0] for r in self._query(
+            "SELECT id FROM passages WHERE vector_dims(embedding) != %s OR NOT "
+            "abs(vector_norm(embedding) - 1) <= 1e-3 ORDER BY id", [dimension])]
+        if not bad:
+            return None, None
+
+        def mend():
+            if reembed is None:
+                return f"{len(bad)} damaged vectors left: no encoder to recompute them"
+            rows = self.passages(bad)
+            vectors = np.ascontiguousarray(reembed([rows[i] for i in bad]), dtype=np.float32)
+
+            def work(conn):
+                with conn.cursor() as cur:
+                    cur.executemany("UPDATE passages SET embedding = %b WHERE id = %s",
+                                    list(zip(vectors, bad)))
+            self._write(work)
+            return f"{len(bad)} damaged vectors recomputed from their passages"
+        return (f"{len(bad)} stored vectors are damaged (wrong size, not finite or not unit "
+                f"length)"), mend
+
+    def _check_keywords(self, batch: int = 2000):
+        """Each passage's keyword entry must be what its text gives now."""
+        bad, last = [], 0
+        while True:
+            rows = self._query("SELECT id, text FROM passages WHERE id > %s ORDER BY id "
+                               "LIMIT %s", [last, batch])
+            if not rows:
+                break
+            last = rows[-1][0]
+            bad += [r[0] for r in self._query(
+                "SELECT t.id FROM unnest(%s::bigint[], %s::text[]) AS t(id, words) JOIN "
+                "passages p ON p.id = t.id WHERE p.terms IS DISTINCT FROM "
+                "bertsearch_tsvector(t.words)",
+                [[r[0] for r in rows], [" ".join(words(r[1])) for r in rows]])]
+        if not bad:
+            return None, None
+
+        def mend():
+            rows = self.passages(bad)
+
+            def work(conn):
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        "UPDATE passages SET terms = bertsearch_tsvector(%s) WHERE id = %s",
+                        [(" ".join(words(rows[i].text)), i) for i in bad if i in rows])
+            self._write(work)
+            return f"keyword entries of {len(bad)} passages rebuilt from their text"
+        return f"the keyword index disagrees with {len(bad)} passages", mend
+
+    def _check_hnsw(self):
+        """An HNSW index must be valid (a concurrent build that was interrupted leaves an
+        invalid one behind)."""
+        rows = self._query("SELECT indisvalid FROM pg_index WHERE indexrelid = "
+                           "to_regclass(%s)", [HNSW_INDEX])
+        if not rows or rows[0][0]:
+            return None, None
+
+        def mend():
+            if self._lock_session is not None:
+                self._build_hnsw(self._lock_session, self.counts()[1])
+            else:
+                with self._connect() as conn:
+                    self._build_hnsw(conn, self.counts()[1])
+            return "HNSW index rebuilt"
+        return "the HNSW index is not valid (an interrupted build)", mend
+
+
+# -- URLs ---------------------------------------------------------------------------------------
+
+def split_url(url: str) -> tuple[str, dict]:
+    """(the URL for libpq, bertsearch's options taken out of its query string).
+
+    Raises:
+        IndexerError: a URL libpq cannot read, or a bad option value.
+    """
+    psycopg, _, _ = _psycopg()
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise IndexerError(f"'{redact(url)}' is not a PostgreSQL URL libpq can use ({exc}); "
+                           f"write it as postgresql://USER@HOST:PORT/DATABASE.") from None
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    options = {"schema": DEFAULT_SCHEMA, "pool_size": DEFAULT_POOL_SIZE}
+    options.update({k: v for k, v in query if k in URL_OPTIONS})
+    kept = [(k, v) for k, v in query if k not in URL_OPTIONS]
+    if not any(k == "connect_timeout" for k, _ in kept):
+        kept.append(("connect_timeout", str(CONNECT_TIMEOUT_S)))
+    if not any(k == "application_name" for k, _ in kept):
+        kept.append(("application_name", "bertsearch"))
+    clean = urlunsplit(parts._replace(query=urlencode(kept, quote_via=quote)))
+    try:
+        psycopg.conninfo.conninfo_to_dict(clean)
+    except psycopg.ProgrammingError as exc:
+        raise IndexerError(f"'{redact(url)}' is not a PostgreSQL URL libpq can use "
+                           f"({_first_line(exc)}); write it as postgresql://USER@HOST:PORT/"
+                           f"DATABASE.") from None
+    for name in ("pool_size", "ef_search", "hnsw_m", "hnsw_ef_construction"):
+        value = str(options.get(name) or "1")
+        if not value.isdigit() or not 1 <= int(value) <= 1000:
+            raise IndexerError(f"The URL option {name}={value} must be a whole number from 1 "
+                               f"to 1000.")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", str(options["schema"])):
+        raise IndexerError(f"The URL option schema={options['schema']} must be a plain "
+                           f"identifier (letters, digits, underscores).")
+    return clean, options
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced by ***, for messages and stats."""
+    return re.sub(r"^(\w+://[^:/@?#]*):[^@/?#]+@", r"\1:***@", url)
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+def _transient(exc) -> bool:
+    """A dropped connection or a statement a replica cancelled: worth one more try."""
+    psycopg, _, _ = _psycopg()
+    if isinstance(exc, psycopg.errors.SerializationFailure):  # conflict with recovery
+        return True
+    return isinstance(exc, psycopg.OperationalError) and not isinstance(
+        exc, psycopg.errors.QueryCanceled)
+
+
+def _first_line(exc) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _clean(text: str) -> str:
+    """PostgreSQL text holds neither NUL nor lone surrogates: each becomes U+FFFD (one
+    character for one, so offsets into the text stay right)."""
+    text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return _SURROGATES.sub("\ufffd", text)
+
+
+def _clean_json(value):
+    if isinstance(value, str):
+        return _clean(value)
+    if isinstance(value, dict):
+        return {_clean(str(k)): _clean_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean_json(v) for v in value]
+    return value
+
+
+def _jsonb(value):
+    psycopg, _, _ = _psycopg()
+    return psycopg.types.json.Jsonb(_clean_json(value))
+
+
+def _passage(row) -> PassageRow:
+    return PassageRow(*row[:11], headings=tuple(row[11]), metadata=row[12])
+
+
+def _holder(info) -> str:
+    try:
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info["since"]))
+        return f"pid {info['pid']} on {info['host']}: {info['command']}, since {since}"
+    except (KeyError, TypeError):
+        return "a process that did not say who it is"
+
+
+# -- filters -> SQL -------------------------------------------------------------------------
+
+_SCALAR = "jsonb_typeof(v) IN ('string', 'number', 'boolean')"
+
+
+def compile_filter(node: Filter) -> tuple[str, list]:
+    """A SQL predicate over the documents table (alias `d`) and its parameters, with the
+    semantics of `indexer.filters` (the oracle in tests/filter_oracle.py)."""
+    if isinstance(node, (All, Any)):
+        parts = [compile_filter(part) for part in node.parts]
+        joiner = " AND " if isinstance(node, All) else " OR "
+        return ("(" + joiner.join(sql for sql, _ in parts) + ")",
+                [p for _, params in parts for p in params])
+    return _condition(node)
+
+
+def _condition(cond: Condition) -> tuple[str, list]:
+    """Some value of the field passes a test (`$ne`, `$nin`: none does). A field's values
+    are its value, or a list's elements; `strict` paths never step into lists on the way,
+    as the oracle does not."""
+    if cond.field == (ID_FIELD,):
+        source, source_params = "(SELECT to_jsonb(d.key)) AS f(v)", []
+    else:
+        path = "strict $" + "".join(f'."{part}"' for part in cond.field)
+        source = ("jsonb_path_query(d.metadata, %s::jsonpath, '{}', true) AS x(value), "
+                  "jsonb_array_elements(CASE WHEN jsonb_typeof(x.value) = 'array' THEN "
+                  "x.value ELSE jsonb_build_array(x.value) END) AS f(v)")
+        source_params = [path]
+
+    def some(test: str, params: list) -> tuple[str, list]:
+        return (f"EXISTS (SELECT 1 FROM {source} WHERE {test})", source_params + params)
+
+    def equal(values: list) -> tuple[str, list]:
+        """Equal to one of `values`; None: missing or null (no scalar value but null)."""
+        parts = []
+        if any(v is None for v in values):
+            sql, params = some(f"{_SCALAR} AND jsonb_typeof(v) != 'null'", [])
+            parts.append((f"NOT {sql}", params))
+        given = [json.dumps(_clean_json(v)) for v in values if v is not None]
+        if given:
+            parts.append(some("v = ANY(%s::jsonb[])", [given]))
+        return ("(" + " OR ".join(s for s, _ in parts) + ")",
+                [p for _, params in parts for p in params])
+
+    op = cond.op
+    if op in ("eq", "ne"):
+        sql, params = equal([cond.value])
+    elif op in ("in", "nin"):
+        sql, params = equal(list(cond.value))
+    elif op == "glob":
+        return some("jsonb_typeof(v) = 'string' AND (v #>> '{}') ~ %s",
+                    [glob_to_regex(cond.value)])
+    else:
+        symbol = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[op]
+        if isinstance(cond.value, str):  # code-point order, as Python compares strings
+            return some(f"jsonb_typeof(v) = 'string' AND (v #>> '{{}}') COLLATE \"C\" "
+                        f"{symbol} %s", [_clean(cond.value)])
+        return some(f"jsonb_typeof(v) = 'number' AND v::numeric {symbol} %s::numeric",
+                    [cond.value])
+    return (f"NOT {sql}" if op in ("ne", "nin") else sql), params

@@ -1,0 +1,329 @@
+"""What only the PostgreSQL store has to prove (the conformance suite in test_store.py runs
+on it too): its HNSW index and iterative scans, URLs and their options, clear one-line
+errors for database trouble, a retry after a dropped connection, read-only opens, the
+advisory writer lock, checks and repairs, files kept in the database. A real PostgreSQL
+(tests/pg_server.py), no mocks."""
+
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import REPO
+from pg_server import database_name
+from test_store import document, unit
+
+from cli import main
+from indexer.errors import (
+    IndexBusyError,
+    IndexerError,
+    IndexNotFoundError,
+    IndexReadOnlyError,
+    IndexUnavailableError,
+)
+from indexer.filters import parse_filter
+from indexer.store import open_store
+
+
+@pytest.fixture
+def url(postgres):
+    location = postgres.new_database()
+    yield location
+    postgres.drop(location)
+
+
+def hnsw_store(url, n_docs=1000, passages=3):
+    """`n_docs` documents of `passages` passages under an HNSW index; bucket = doc % 100."""
+    store = open_store(url, create=True)
+    store.save_settings({"dimension": 16, "index_type": "hnsw"})
+    vectors = unit(n_docs * passages, seed=4)
+    store.write_documents([document(f"d{i}", passages, metadata={"bucket": i % 100})
+                           for i in range(n_docs)], vectors)
+    store.checkpoint()  # the graph is built in one go over the rows
+    return store, vectors
+
+
+def overlap(found, expected) -> float:
+    return np.mean([len({i for i, _ in a} & {i for i, _ in b}) / max(1, len(b))
+                    for a, b in zip(found, expected)])
+
+
+def test_hnsw_is_recorded_and_finds_what_exact_search_finds(url):
+    store, vectors = hnsw_store(url)
+    try:
+        settings = store.settings()
+        assert (settings["hnsw_m"], settings["hnsw_ef_construction"]) == (32, 200)
+        assert store.describe()["hnsw"] == {"m": 32, "ef_construction": 200, "ef_search": 256}
+        assert store.describe()["vector_index"] == "hnsw"
+        queries = unit(20, seed=7)
+        exact = store.dense_search(queries, 10, exact=True)
+        ids = sorted(p.id for i in range(1000)
+                     for p in store.document_passages(store.stored_document(f"d{i}").id))
+        scores = queries @ vectors.T
+        for q, hits in enumerate(exact):  # exact: brute force, order and scores
+            order = np.argsort(-scores[q], kind="stable")[:10]
+            assert [i for i, _ in hits] == [ids[j] for j in order]
+        approximate = store.dense_search(queries, 10)
+        assert overlap(approximate, exact) >= 0.95
+        assert all([s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
+                   for hits in approximate)
+        deep = store.dense_search(queries[:1], 400)[0]  # deeper than the candidate list
+        assert len(deep) == 400 and len({i for i, _ in deep}) == 400
+    finally:
+        store.close()
+
+
+def test_the_graph_is_built_at_checkpoint_and_rebuilt_when_left_invalid(url):
+    store = open_store(url, create=True)
+    try:
+        store.save_settings({"dimension": 16, "index_type": "hnsw"})
+        store.write_documents([document(f"d{i}", 2) for i in range(50)], unit(100))
+        assert store.describe()["vector_index"].startswith("flat (")  # not built yet
+        exact = store.dense_search(unit(3, seed=1), 5, exact=True)
+        assert store.dense_search(unit(3, seed=1), 5) == exact  # without a graph: exact
+        store.checkpoint()
+        assert store.describe()["vector_index"] == "hnsw"
+        store._run(lambda conn: conn.execute(  # as an interrupted CONCURRENTLY build leaves it
+            "UPDATE pg_index SET indisvalid = false WHERE indexrelid = "
+            "to_regclass('passages_embedding_hnsw')"))
+        store.save_settings({})  # a write: the next search reads the shape again
+        assert store.describe()["vector_index"].startswith("flat (")
+        assert store.quick_check() is None  # derived: not damage
+        problems, repairs = store.check(repair=True)
+        assert problems == ["the HNSW index is not valid (an interrupted build)"]
+        assert repairs == ["HNSW index rebuilt"] and store.check() == ([], [])
+        assert store.describe()["vector_index"] == "hnsw"
+        store.save_settings({"index_type": "flat"})  # flat keeps no graph
+        assert store.describe()["vector_index"] == "flat" and "hnsw" not in store.describe()
+    finally:
+        store.close()
+
+
+def test_filtered_hnsw_search_scans_on_until_k_match(url):
+    store, _ = hnsw_store(url)
+    try:
+        store.exact_subset_max = 10  # make a 1 % filter (30 passages) take the HNSW walk
+        queries = unit(10, seed=8)
+        one_percent = parse_filter({"bucket": 7})
+        walked = store.dense_search(queries, 10, one_percent)
+        assert all(len(hits) == 10 for hits in walked)
+        rows = store.passages([i for hits in walked for i, _ in hits])
+        assert {r.metadata["bucket"] for r in rows.values()} == {7}
+        assert overlap(walked, store.dense_search(queries, 10, one_percent, exact=True)) >= 0.9
+        tenth = parse_filter({"id": {"$in": ["d3", "d500"]}})  # 6 of 3,000 passages
+        store.exact_subset_max = 2
+        assert [len(h) for h in store.dense_search(queries, 10, tenth)] == [6] * 10
+    finally:
+        store.close()
+
+
+def test_url_options_and_schemas(url):
+    a = open_store(url + "&schema=notes_a&pool_size=2&ef_search=50", create=True)
+    b = open_store(url + "&schema=notes_b", create=True)
+    try:
+        for store in (a, b):
+            store.save_settings({"dimension": 16, "index_type": "flat"})
+        a.write_documents([document("only-in-a", 2)], unit(2))
+        assert (a.counts(), b.counts()) == ((1, 2), (0, 0))  # two indexes, one database
+        assert a.ef_search == 50 and b.ef_search == 256
+        assert a.schema == "notes_a" and "notes_a" in a.location
+    finally:
+        a.close()
+        b.close()
+    with pytest.raises(IndexerError, match="pool_size=0 must be a whole number"):
+        open_store(url + "&pool_size=0")
+    with pytest.raises(IndexerError, match="schema=.* plain identifier"):
+        open_store(url + "&schema=a;drop")
+
+
+def test_passwords_never_show(postgres):
+    with pytest.raises(IndexUnavailableError) as caught:
+        open_store("postgresql://me:s3cret@127.0.0.1:1/db")
+    assert "s3cret" not in str(caught.value) and "me:***@" in str(caught.value)
+
+
+@pytest.mark.parametrize("location, error, message", [
+    ("postgresql://127.0.0.1:1/nothing", IndexUnavailableError, "Cannot connect to PostgreSQL"),
+    ("postgresql://[bad", IndexerError, "not a PostgreSQL URL"),
+    ("postgresql://localhost/db?nosuchoption=1", IndexerError, "not a PostgreSQL URL"),
+])
+def test_database_trouble_is_one_clear_line(postgres, location, error, message):
+    with pytest.raises(error, match=message):
+        open_store(location, create=True)
+    result = CliRunner().invoke(main, ["query", "anything", "--index", location])
+    assert result.exit_code == 1 and result.output.startswith("Error: ")
+    assert message.split()[0] in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_no_index_and_missing_pgvector(postgres, url):
+    with pytest.raises(IndexNotFoundError, match="No index at .*bertsearch index FOLDER"):
+        open_store(url)  # a database without bertsearch's schema, not created
+    postgres.sql("postgres", "DROP ROLE IF EXISTS plain")
+    postgres.sql("postgres", "CREATE ROLE plain LOGIN")
+    postgres.sql("postgres", "CREATE DATABASE bare OWNER plain TEMPLATE template0")
+    try:
+        bare = postgres.url("bare").replace("postgres@", "plain@")
+        with pytest.raises(IndexerError, match="Cannot create the pgvector extension.*"
+                                               "CREATE EXTENSION vector"):
+            open_store(bare, create=True)  # pgvector needs a superuser to create it
+    finally:
+        postgres.drop(postgres.url("bare"))
+        postgres.sql("postgres", "DROP ROLE plain")
+
+
+def test_read_only_opens_refuse_writes(url):
+    open_store(url, create=True).close()
+    reader = open_store(url, read_only=True)
+    try:
+        assert reader.read_only
+        with pytest.raises(IndexReadOnlyError, match="read-only"):
+            reader.write_documents([document("a")], unit(2))
+        with pytest.raises(IndexReadOnlyError), reader.writer_lock("x"):
+            pass
+        with pytest.raises(IndexReadOnlyError, match="only takes reads"):  # the server says no
+            reader._run(lambda conn: conn.execute("INSERT INTO settings VALUES ('x', '1')"))
+    finally:
+        reader.close()
+
+
+def test_a_dropped_connection_is_retried_once(postgres, url):
+    store = open_store(url, create=True)
+    try:
+        store.save_settings({"dimension": 16, "index_type": "flat"})
+        store.write_documents([document("a", 2)], unit(2))
+        kill = ("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                "AND application_name = 'bertsearch'")
+        name = database_name(url)
+        postgres.sql("postgres", kill, [name])
+        assert store.generation() >= 1  # a fresh connection, no error
+        postgres.sql("postgres", kill, [name])
+        store.write_documents([document("b", 1)], unit(1))  # a write, retried: done once
+        assert store.counts() == (2, 3)
+        postgres.sql("postgres", f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+        postgres.sql("postgres", kill, [name])
+        with pytest.raises(IndexUnavailableError, match="did not come back|Cannot connect|No "
+                                                        "connection"):
+            store.generation()
+    finally:
+        postgres.sql("postgres", f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+        store.close()
+
+
+HOLDER = """
+import sys, time
+from indexer.store import open_store
+store = open_store(sys.argv[1])
+with store.writer_lock("bertsearch index /some/folder"):
+    print("held", flush=True)
+    time.sleep(300)
+"""
+
+
+def test_the_writer_lock_names_its_holder_and_dies_with_it(url):
+    open_store(url, create=True).close()
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, url], cwd=REPO,
+                              stdout=subprocess.PIPE, text=True)
+    store = open_store(url)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(IndexBusyError, match=f"pid {holder.pid} .*bertsearch index "
+                                                 f"/some/folder"), store.writer_lock("me"):
+            pass
+        os.kill(holder.pid, signal.SIGKILL)  # its session ends, and the lock with it
+        holder.wait(timeout=30)
+        with store.writer_lock("me", wait=True):
+            pass
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        store.close()
+
+
+def test_check_finds_and_repairs_damage(url):
+    store = open_store(url, create=True)
+    try:
+        store.save_settings({"dimension": 16, "index_type": "flat"})
+        store.write_documents([document(f"d{i}", 3) for i in range(4)], unit(12))
+        assert store.check() == ([], [])
+        first = store.document_passages(store.stored_document("d0").id)[0].id
+        store._run(lambda conn: conn.execute(  # a vector that is not unit length
+            "UPDATE passages SET embedding = %s::vector WHERE id = %s",
+            [str([2.0] + [0.0] * 15), first]))
+        store._run(lambda conn: conn.execute("UPDATE passages SET terms = '' WHERE id = %s",
+                                             [first + 1]))
+        store._run(lambda conn: conn.execute("UPDATE documents SET passages = 9 "
+                                             "WHERE key = 'd1'"))
+        problems, _ = store.check()
+        assert len(problems) == 3, problems
+        problems, repairs = store.check(repair=True, reembed=lambda rows: unit(len(rows), 5))
+        assert len(repairs) == 3 and "recomputed" in " ".join(repairs)
+        assert store.check() == ([], [])
+        assert store.keyword_search([("alpha",)], 100).__len__() == 12
+    finally:
+        store.close()
+
+
+def test_text_postgresql_cannot_hold_is_stored_as_replacement_characters(url):
+    store = open_store(url, create=True)
+    try:
+        store.save_settings({"dimension": 16, "index_type": "flat"})
+        doc = replace(document("nul", 1, metadata={"note": "a\x00b"}), text="x\x00y\ud800")
+        store.write_documents([doc], unit(1))
+        record = store.document("nul")
+        assert record.text == "x\ufffdy\ufffd" and record.metadata == {"note": "a\ufffdb"}
+    finally:
+        store.close()
+
+
+def test_files_kept_in_the_database(url, tmp_path, monkeypatch):
+    monkeypatch.setenv("BERTSEARCH_CACHE", str(tmp_path / "cache"))
+    source = tmp_path / "model"
+    source.mkdir()
+    (source / "a.bin").write_bytes(b"\x00\x01" * 1000)
+    (source / "info.json").write_text("{}")
+    store = open_store(url, create=True)
+    try:
+        assert store.attached_folder("coherence") is None
+        store.attach_folder("coherence", source)
+        folder = store.attached_folder("coherence")
+        assert sorted(p.name for p in folder.iterdir()) == ["a.bin", "info.json"]
+        assert (folder / "a.bin").read_bytes() == b"\x00\x01" * 1000
+        assert str(folder).startswith(str(tmp_path / "cache"))
+        assert store.attached_folder("coherence") == folder  # named by content: reused
+    finally:
+        store.close()
+
+
+def test_migrations_are_recorded(url):
+    store = open_store(url, create=True)
+    try:
+        assert [r[0] for r in store._query("SELECT name FROM _migrations")] == ["m001_initial"]
+    finally:
+        store.close()
+    open_store(url).close()  # a second open applies nothing twice
+
+
+def test_a_role_that_may_only_read_searches_and_is_told_it_cannot_write(postgres, url):
+    store = open_store(url, create=True)
+    store.save_settings({"dimension": 16, "index_type": "flat"})
+    store.write_documents([document("a", 2)], unit(2))
+    store.close()
+    name = database_name(url)
+    postgres.sql("postgres", "DROP ROLE IF EXISTS reader")
+    postgres.sql("postgres", "CREATE ROLE reader LOGIN")
+    postgres.sql(name, "GRANT USAGE ON SCHEMA bertsearch TO reader; "
+                       "GRANT SELECT ON ALL TABLES IN SCHEMA bertsearch TO reader")
+    reader = open_store(url.replace("postgres@", "reader@"))  # not asked to be read-only
+    try:
+        assert reader.counts() == (1, 2) and reader.keyword_search([("alpha",)], 5)
+        with pytest.raises(IndexReadOnlyError, match="may not change the index"):
+            reader.delete_documents([reader.stored_document("a").id])
+    finally:
+        reader.close()
+        postgres.drop(url)
+        postgres.sql("postgres", "DROP ROLE reader")
