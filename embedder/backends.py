@@ -13,6 +13,7 @@ each file written to a temporary name and renamed into place.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -123,6 +124,10 @@ def onnx_file(name: str, model, fingerprint: str, config) -> Path:
     with _BUILD_LOCK:
         try:
             folder.mkdir(parents=True, exist_ok=True)
+            wanted = quantised if name == "onnx-int8" else optimised
+            if not wanted.exists():  # the first time only: it takes a while, say why
+                print(f"bertsearch: exporting the model to ONNX for the {name} backend "
+                      f"(once; cached in {folder})", file=sys.stderr, flush=True)
             if not exported.exists():
                 _atomic(exported, lambda tmp: _export(model, tmp))
             if not optimised.exists():

@@ -142,3 +142,15 @@ def test_small_calls_run_on_onnx_with_the_same_vectors(encoders, tmp_path):
     assert np.allclose(after, singles, atol=1e-5) and np.allclose(after, before, atol=1e-5)
     assert np.allclose(torch_encoder.encode(texts), before, atol=1e-6)  # 5 texts: torch
     assert not encoders["onnx-int8"].fast_small_calls()  # int8 vectors differ: never mixed
+
+
+def test_the_first_export_says_so_once(tiny_model_dir, tmp_path, monkeypatch, capfd):
+    monkeypatch.setenv("BERTSEARCH_CACHE", str(tmp_path / "fresh-cache"))
+    capfd.readouterr()
+    Encoder.load(str(tiny_model_dir), backend="onnx")
+    first = capfd.readouterr()
+    assert first.out == ""  # stdout stays clean for `bertsearch embed`
+    assert first.err.count("exporting the model to ONNX for the onnx backend") == 1
+    assert str(tmp_path / "fresh-cache") in first.err
+    Encoder.load(str(tiny_model_dir), backend="onnx")
+    assert "exporting" not in capfd.readouterr().err  # cached: nothing to say
