@@ -118,10 +118,10 @@ index_option = click.option(
 @click.option("--batch-size", default=None, type=click.IntRange(min=1),
               help="Passages embedded and committed together; a crash loses at most one "
                    "batch. Default 256 (16,384 with --ray).")
-@click.option("--context", type=click.Choice(["headings", "plain"]), default="headings",
-              show_default=True,
+@click.option("--context", type=click.Choice(["headings", "plain"]), default=None,
               help="Embed each passage with its document's title and section headings, or "
-                   "its text alone (a change re-embeds everything on the next sync).")
+                   "its text alone (a change re-embeds everything on the next sync). "
+                   "Default: what the index records; plain for a new index.")
 @click.option("--wait", is_flag=True,
               help="If another indexer is writing this index, wait for it instead of failing.")
 @click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None,

@@ -119,7 +119,7 @@ ProgressCallback = Callable[[Progress], None]
 
 
 def build_index(folder: str | Path, index: str | Path, encoder: TextEncoder, *,
-                chunk: ChunkSettings = ChunkSettings(), context: str = DEFAULT_RECIPE,
+                chunk: ChunkSettings = ChunkSettings(), context: str | None = None,
                 include: list[str] | None = None, exclude: list[str] | None = None,
                 rebuild: bool = False, index_type: str = "auto",
                 max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, batch_passages: int | None = None,
@@ -134,7 +134,8 @@ def build_index(folder: str | Path, index: str | Path, encoder: TextEncoder, *,
         encoder: the model; it must be the one the index was built with unless `rebuild`.
         chunk: passage size and overlap, in tokens.
         context: what passages are embedded with: `headings` (their heading path) or
-            `plain` (their text alone); see `indexer.passages`.
+            `plain` (their text alone); see `indexer.passages`. None: what the index
+            records (a sync never changes the recipe unasked), else `DEFAULT_RECIPE`.
         include, exclude: glob patterns choosing files (see `walk_folder`).
         rebuild: drop everything stored and re-embed with this encoder and these settings.
         index_type: `auto`, `flat` (exact) or `hnsw` (approximate).
@@ -157,7 +158,7 @@ def build_index(folder: str | Path, index: str | Path, encoder: TextEncoder, *,
     root = check_folder(folder)
     chunk.validate(encoder.max_seq_length)
     choose_kind(index_type, 0)  # validates the name before any work
-    if context not in RECIPES:
+    if context is not None and context not in RECIPES:
         raise IndexerError(f"Passage context must be one of {', '.join(RECIPES)}; got "
                            f"{context!r}.")
     wanted = IndexSettings.of(encoder, chunk, index_type, context)
@@ -215,6 +216,8 @@ def record_sync(store: Store, report: SyncReport) -> None:
 def _prepare_settings(store: Store, wanted: IndexSettings, rebuild: bool,
                       report: SyncReport) -> IndexSettings:
     current = IndexSettings.from_dict(store.settings())
+    if wanted.context is None:  # not asked: keep the index's recipe
+        wanted = replace(wanted, context=current.context if current else DEFAULT_RECIPE)
     if rebuild or current is None:
         store.clear(wanted.to_dict())
         return wanted

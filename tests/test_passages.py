@@ -143,7 +143,9 @@ def test_changing_the_recipe_re_embeds_with_a_message(tmp_path, sample_docs, enc
 
     from cli import main
 
-    build_index(sample_docs, tmp_path / "idx", encoder, context="plain")
+    build_index(sample_docs, tmp_path / "idx", encoder)  # a new index: the default recipe
+    with Index.open(tmp_path / "idx") as index:
+        assert index.settings.context == "plain"
     again = build_index(sample_docs, tmp_path / "idx", encoder, context="plain")
     assert again.passages_written == 0 and again.recipe_change is None
     result = CliRunner().invoke(main, ["index", str(sample_docs), "--index",
@@ -151,6 +153,8 @@ def test_changing_the_recipe_re_embeds_with_a_message(tmp_path, sample_docs, enc
     assert result.exit_code == 0, result.output
     assert "passage recipe changed (plain -> headings)" in result.output
     assert "0 passages written" not in result.output
+    kept = build_index(sample_docs, tmp_path / "idx", encoder)  # not asked: kept
+    assert kept.recipe_change is None and kept.passages_written == 0
     with Index.open(tmp_path / "idx") as index:
         assert index.settings.context == "headings"
         row = index.store.passages([int(index.store.passage_ids()[0])])
