@@ -43,8 +43,9 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def requests_for(rng: random.Random, queries: list[str], n: int) -> tuple[str, str, str, dict]:
-    """(label, method, path, json body) of one random request."""
+def requests_for(rng: random.Random, queries: list[str], n: int,
+                 only: set[str] | None = None) -> tuple[str, str, str, dict]:
+    """(label, method, path, json body) of one random request (of the `only` labels)."""
     query = rng.choice(queries)
     doc = f"soak-{rng.randrange(50)}"
     choices = [
@@ -62,6 +63,7 @@ def requests_for(rng: random.Random, queries: list[str], n: int) -> tuple[str, s
         (10, ("health/stats/metrics", "GET", rng.choice(["/health", "/stats", "/metrics"]),
               None)),
     ]
+    choices = [(w, r) for w, r in choices if only is None or r[0] in only]
     total = sum(w for w, _ in choices)
     pick = rng.uniform(0, total)
     for weight, request in choices:
@@ -71,7 +73,8 @@ def requests_for(rng: random.Random, queries: list[str], n: int) -> tuple[str, s
     return choices[0][1]
 
 
-async def client(base: str, queries: list[str], deadline: float, seed: int, results) -> None:
+async def client(base: str, queries: list[str], deadline: float, seed: int, results,
+                 only: set[str] | None = None) -> None:
     import aiohttp
 
     rng = random.Random(seed)
@@ -79,7 +82,7 @@ async def client(base: str, queries: list[str], deadline: float, seed: int, resu
     async with aiohttp.ClientSession(timeout=timeout) as session:
         n = 0
         while time.monotonic() < deadline:
-            label, method, path, body = requests_for(rng, queries, n)
+            label, method, path, body = requests_for(rng, queries, n, only)
             n += 1
             started = time.perf_counter()
             try:
@@ -91,9 +94,10 @@ async def client(base: str, queries: list[str], deadline: float, seed: int, resu
             results[label].append((status, (time.perf_counter() - started) * 1000))
 
 
-async def soak(base: str, queries: list[str], clients: int, seconds: float, results) -> None:
+async def soak(base: str, queries: list[str], clients: int, seconds: float, results,
+               only: set[str] | None = None) -> None:
     deadline = time.monotonic() + seconds
-    await asyncio.gather(*(client(base, queries, deadline, i, results)
+    await asyncio.gather(*(client(base, queries, deadline, i, results, only)
                            for i in range(clients)))
 
 
@@ -102,7 +106,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=120)
     parser.add_argument("--files", type=int, default=60)
+    parser.add_argument("--routes", default=None,
+                        help="only these route labels, comma-separated (e.g. 'search,embed')")
     args = parser.parse_args()
+    only = set(args.routes.split(",")) if args.routes else None
 
     work = Path(tempfile.mkdtemp(prefix="bertsearch-soak-"))
     source = shared_data() / "linux-docs"
@@ -131,9 +138,9 @@ def main() -> None:
     results: dict[str, list] = defaultdict(list)
     rss = [rss_mb(server.pid)]
     try:
-        asyncio.run(soak(base, queries, args.clients, args.seconds / 2, results))
+        asyncio.run(soak(base, queries, args.clients, args.seconds / 2, results, only))
         rss.append(rss_mb(server.pid))
-        asyncio.run(soak(base, queries, args.clients, args.seconds / 2, results))
+        asyncio.run(soak(base, queries, args.clients, args.seconds / 2, results, only))
         rss.append(rss_mb(server.pid))
     finally:
         server.terminate()
