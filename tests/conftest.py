@@ -184,3 +184,17 @@ def vocabulary(store_kind):
                                            "passages')")}
 
     return {"sqlite": sqlite_terms, "postgresql": postgres_terms}[store_kind]
+
+
+class CountingEncoder:
+    """The real encoder, counting the texts it is asked to embed."""
+
+    def __init__(self, encoder):
+        self.inner, self.texts = encoder, 0
+
+    def encode(self, texts, **options):
+        self.texts += len(texts)
+        return self.inner.encode(texts, **options)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)

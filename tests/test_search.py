@@ -6,25 +6,12 @@ import sqlite3
 
 import numpy as np
 import pytest
+from conftest import CountingEncoder
 
 from embedder.errors import InvalidInputError
 from indexer import FilterError, Index, build_index
 from indexer.fusion import reciprocal_rank_fusion
 from indexer.keywords import highlights, keyword_terms
-
-
-class CountingEncoder:
-    """The real encoder, counting the texts it is asked to embed."""
-
-    def __init__(self, encoder):
-        self.inner, self.texts = encoder, 0
-
-    def encode(self, texts, **options):
-        self.texts += len(texts)
-        return self.inner.encode(texts, **options)
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
 
 
 @pytest.fixture

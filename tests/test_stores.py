@@ -12,24 +12,10 @@ import sys
 import time
 
 import pytest
-from conftest import REPO, write_corpus
+from conftest import REPO, CountingEncoder, write_corpus
 
 from indexer import Index, IndexerError, build_index
 from indexer.store import open_store
-
-
-class CountingEncoder:
-    """The real encoder, counting the texts it is asked to embed."""
-
-    def __init__(self, encoder):
-        self.inner, self.texts = encoder, 0
-
-    def encode(self, texts, **options):
-        self.texts += len(texts)
-        return self.inner.encode(texts, **options)
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
 
 
 @pytest.fixture
