@@ -8,7 +8,7 @@ process) for `--seconds`, each picking a route at random: search (hybrid, filter
 keyword), OpenAI embeddings, /embed, documents (put, get, delete), coherence, health,
 stats and metrics. Reports per route: requests, errors (5xx or a broken connection; 503 with
 Retry-After under overload is counted apart, as the designed answer), p50/p99 latency; and
-the server's RSS at the start, after the first half and at the end (growth shows leaks).
+the server's RSS at the start and `--samples` times during the run (growth shows leaks).
 Only loopback traffic; the run stops by itself.
 """
 
@@ -106,6 +106,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=120)
     parser.add_argument("--files", type=int, default=60)
+    parser.add_argument("--samples", type=int, default=2,
+                        help="how many times to read the server's RSS during the run")
     parser.add_argument("--routes", default=None,
                         help="only these route labels, comma-separated (e.g. 'search,embed')")
     args = parser.parse_args()
@@ -138,10 +140,10 @@ def main() -> None:
     results: dict[str, list] = defaultdict(list)
     rss = [rss_mb(server.pid)]
     try:
-        asyncio.run(soak(base, queries, args.clients, args.seconds / 2, results, only))
-        rss.append(rss_mb(server.pid))
-        asyncio.run(soak(base, queries, args.clients, args.seconds / 2, results, only))
-        rss.append(rss_mb(server.pid))
+        for _ in range(args.samples):
+            asyncio.run(soak(base, queries, args.clients, args.seconds / args.samples, results,
+                             only))
+            rss.append(rss_mb(server.pid))
     finally:
         server.terminate()
         server.wait(timeout=60)
@@ -159,8 +161,8 @@ def main() -> None:
                      float(np.percentile(latencies, 50)) if latencies else float("nan"),
                      float(np.percentile(latencies, 99)) if latencies else float("nan")])
     print(f"{args.clients} clients for {args.seconds:g} s over {args.files} files: {total} "
-          f"requests, {errors} errors; server RSS {rss[0]:.0f} -> {rss[1]:.0f} -> "
-          f"{rss[2]:.0f} MB (start, half, end)")
+          f"requests, {errors} errors; server RSS " + " -> ".join(f"{mb:.0f}" for mb in rss)
+          + f" MB (start, then every {args.seconds / args.samples:g} s)")
     print_table(["route", "requests", "errors (5xx, broken)", "503 busy", "p50 ms", "p99 ms"],
                 rows)
 

@@ -45,6 +45,7 @@ from .store import (
     Store,
     StoredDocument,
 )
+from .bm25 import Bm25Postings, top_k
 from .vectors import VECTORS_NAME, VectorIndex, choose_kind
 
 DB_NAME = "passages.db"
@@ -148,6 +149,9 @@ class SQLiteStore(Store):
         self._vectors_generation = -1
         self._saved_generation = -1
         self._subsets: OrderedDict[str, tuple[int, np.ndarray]] = OrderedDict()
+        self._keywords: Bm25Postings | None = None
+        self._keywords_generation = -1
+        self._tokenizer = FtsTokenizer()
         try:
             self.db = sqlite_utils.Database(self._connect())
             self._migrate()
@@ -497,25 +501,86 @@ class SQLiteStore(Store):
 
     def keyword_search(self, terms: list[tuple[str, ...]], k: int,
                        where: Filter | None = None) -> list[tuple[int, float]]:
+        """BM25 from the in-memory copy of the FTS5 index (`indexer.bm25`): FTS5's ranking
+        without its per-row cost. A phrase (several tokens) is scored by FTS5 itself, whose
+        bm25 sums one share per phrase, so each phrase's share adds in unchanged."""
         if not terms:
             return []
-        match = " OR ".join('"' + " ".join(term).replace('"', '""') + '"' for term in terms)
+        copy = self._keyword_copy()
+        single, phrases = [], []
+        for term in terms:
+            tokens = self._tokenizer.tokens(term)
+            if len(tokens) == 1:
+                single.append(tokens[0])
+            elif tokens:
+                phrases.append(term)
+        total, matched = copy.scores(single)
+        for phrase in phrases:
+            rows = self._query("SELECT rowid, -bm25(passages_fts) FROM passages_fts "
+                               "WHERE passages_fts MATCH ?", [_fts_match([phrase])])
+            ids = np.array([r[0] for r in rows], dtype=np.int64)
+            shares = np.array([r[1] for r in rows], dtype=np.float64)
+            known = ids < len(total)  # a passage written since the copy caught up waits
+            total[ids[known]] += shares[known]
+            matched[ids[known]] = True
+        subset = None if where is None else self.matching_passages(where)
+        return top_k(total, matched, k, subset)
+
+    def fts5_keyword_search(self, terms: list[tuple[str, ...]], k: int,
+                            where: Filter | None = None) -> list[tuple[int, float]]:
+        """The same ranking straight from FTS5 (slow: bm25() on every matching row); the
+        oracle the in-memory copy is held to."""
+        if not terms:
+            return []
         sql = ("SELECT rowid, -bm25(passages_fts) AS score FROM passages_fts "
                "WHERE passages_fts MATCH ?")
-        params: list = [match]
-        if where is None:
-            sql += " ORDER BY rank"
-        else:
+        params: list = [_fts_match(terms)]
+        if where is not None:
             # `+rowid` keeps the filter from FTS5, which would run the whole MATCH once per
             # passage the filter admits (seconds at 100,000 passages); this way the match
             # runs once and only the admitted rows are ranked.
             predicate, extra = compile_filter(where)
             sql += (" AND +rowid IN (SELECT id FROM passages WHERE document_id IN "
-                    f"(SELECT d.id FROM documents d WHERE {predicate})) "
-                    "ORDER BY score DESC, rowid")
+                    f"(SELECT d.id FROM documents d WHERE {predicate}))")
             params += extra
-        rows = self._query(sql + " LIMIT ?", [*params, k])
+        rows = self._query(sql + " ORDER BY score DESC, rowid LIMIT ?", [*params, k])
         return [(int(r[0]), float(r[1])) for r in rows]
+
+    def _keyword_copy(self) -> Bm25Postings:
+        """The in-memory BM25 copy, caught up with the passages: read whole from FTS5's token
+        stream on first use (or when most passages are new), else only what changed."""
+        generation = self.generation()
+        if self._keywords is not None and generation == self._keywords_generation:
+            return self._keywords
+        with self.lock:
+            wanted = self.passage_ids()
+            copy = self._keywords
+            have = copy.ids() if copy is not None else np.zeros(0, dtype=np.int64)
+            missing = np.setdiff1d(wanted, have, assume_unique=True)
+            if copy is None or len(missing) > len(wanted) // 2:
+                copy = Bm25Postings()
+                copy.add(wanted, self._stored_token_counts())
+            else:
+                copy.remove(np.setdiff1d(have, wanted, assume_unique=True))
+                texts = self._query(f"SELECT id, text FROM passages WHERE id IN "
+                                    f"({','.join(str(int(i)) for i in missing)})"
+                                    ) if len(missing) else []
+                copy.add(missing, self._tokenizer.counts(texts))
+            self._keywords, self._keywords_generation = copy, generation
+        return copy
+
+    def _stored_token_counts(self) -> Iterator[tuple[str, int, int]]:
+        """`(token, passage id, occurrences)` for every passage, from FTS5's index itself."""
+        self.db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.passages_fts_instance "
+                        "USING fts5vocab(main, passages_fts, instance)")
+        cursor = self.db.execute("SELECT term, doc, count(*) FROM temp.passages_fts_instance "
+                                 "GROUP BY term, doc")
+        try:
+            while rows := cursor.fetchmany(50_000):
+                yield from rows
+        except sqlite3.DatabaseError as exc:
+            self._raise_damage(exc)
+            raise
 
     # -- the FAISS copy -----------------------------------------------------------------------
 
@@ -646,6 +711,7 @@ class SQLiteStore(Store):
                 with self._write():
                     self.db.execute("INSERT INTO passages_fts(passages_fts) VALUES ('rebuild')")
                     _bump_generation(self.db)
+                self._keywords = None  # read again from the rebuilt index
                 return "keyword index rebuilt from the passages"
             return "the keyword index disagrees with the passages", mend
 
@@ -752,7 +818,7 @@ class SQLiteStore(Store):
         os.replace(fresh_folder / DB_NAME, self.path)
         shutil.rmtree(fresh_folder, ignore_errors=True)
         self.db = sqlite_utils.Database(self._connect())
-        self.damage, self._vectors = None, None
+        self.damage, self._vectors, self._keywords = None, None, None
         return (f"database salvaged: {kept} documents kept, {len(lost)} unreadable ones "
                 f"dropped (a folder's files come back on its next `bertsearch index`); the "
                 f"damaged file is kept as {DB_NAME}.damaged")
@@ -875,3 +941,51 @@ def _condition(cond: Condition) -> tuple[str, list]:
         return some(f"{kind} AND value {symbol} ?", [cond.value])
     return (f"NOT {sql}" if op in ("ne", "nin") else sql), params
 
+
+
+def _fts_match(terms: list[tuple[str, ...]]) -> str:
+    """An FTS5 MATCH expression: the terms as quoted phrases, OR-ed."""
+    return " OR ".join('"' + " ".join(term).replace('"', '""') + '"' for term in terms)
+
+
+class FtsTokenizer:
+    """FTS5's own tokenizer (`FTS_TOKENIZER`) on a private in-memory database, so the
+    in-memory keyword copy sees exactly the tokens FTS5 stores: Porter stems, folded
+    diacritics."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        self.db.execute(f"CREATE VIRTUAL TABLE scratch USING fts5(text, tokenize="
+                        f"\"{FTS_TOKENIZER}\")")
+        self.db.execute("CREATE VIRTUAL TABLE scratch_instance USING "
+                        "fts5vocab(scratch, instance)")
+        self._words: dict[str, tuple[str, ...]] = {}
+
+    def tokens(self, term: tuple[str, ...]) -> tuple[str, ...]:
+        """The tokens FTS5 makes of a term's words, in order."""
+        return tuple(token for word in term for token in self._word(word))
+
+    def _word(self, word: str) -> tuple[str, ...]:
+        found = self._words.get(word)
+        if found is None:
+            with self.lock:
+                self.db.execute("INSERT INTO scratch(rowid, text) VALUES (1, ?)", [word])
+                found = tuple(r[0] for r in self.db.execute(
+                    "SELECT term FROM scratch_instance ORDER BY offset"))
+                self.db.execute("DELETE FROM scratch")
+            if len(self._words) > 100_000:
+                self._words.clear()
+            self._words[word] = found
+        return found
+
+    def counts(self, texts: list[tuple[int, str]]) -> list[tuple[str, int, int]]:
+        """`(token, id, occurrences)` of `(id, text)` pairs."""
+        with self.lock:
+            self.db.execute("BEGIN")
+            self.db.executemany("INSERT INTO scratch(rowid, text) VALUES (?, ?)", texts)
+            rows = self.db.execute("SELECT term, doc, count(*) FROM scratch_instance "
+                                   "GROUP BY term, doc").fetchall()
+            self.db.execute("DELETE FROM scratch")
+            self.db.execute("COMMIT")
+        return rows

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from .allocator import fix_malloc_thresholds
 from .app import create_app
 from .protocol import with_header_deadline
 from .settings import ServerSettings
@@ -18,10 +19,12 @@ def serve(settings: ServerSettings, host: str = "127.0.0.1", port: int = 8000,
     One JSON line per request goes to stderr (`bertsearch.access`, instead of uvicorn's own
     access log) unless `log_level` is above info; request headers must arrive within
     `settings.header_timeout_s` and bodies within `settings.body_timeout_s`; on shutdown,
-    requests in flight are finished first.
+    requests in flight are finished first; glibc's malloc thresholds are fixed first so
+    memory levels off under mixed load (see `allocator`).
     """
     import uvicorn
 
+    fix_malloc_thresholds()
     base = uvicorn.config.LOGGING_CONFIG
     config = {**base,
               "formatters": {**base["formatters"], "json_line": {"format": "%(message)s"}},
