@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import sqlite_utils
 
+from .bm25 import Bm25Postings, top_k
 from .errors import IndexBusyError, IndexCorruptError, IndexNotFoundError, IndexReadOnlyError
 from .filters import ID_FIELD, All, Any, Condition, Filter, glob_to_regex
 from .store import (
@@ -45,7 +46,6 @@ from .store import (
     Store,
     StoredDocument,
 )
-from .bm25 import Bm25Postings, top_k
 from .vectors import VECTORS_NAME, VectorIndex, choose_kind
 
 DB_NAME = "passages.db"

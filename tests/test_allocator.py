@@ -29,7 +29,8 @@ CHURN = textwrap.dedent("""
 
 def retained_mb(mode: str) -> float:
     done = subprocess.run([sys.executable, "-c", CHURN, mode], capture_output=True, text=True,
-                          check=True, cwd=REPO, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
+                          check=True, cwd=REPO,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
     return float(done.stdout)
 
 
