@@ -203,41 +203,72 @@ class Index:
         """
         query = check_query(query)
         k, mode, group = check_k(k), check_mode(mode), check_group(group)
+        where = parse_filter(filter)
         fusion = fusion_for(identifier_like(query), group)
         names = fusion.lists if mode == "hybrid" else (mode,)
         depth = max(HYBRID_DEPTH, 2 * k) if mode == "hybrid" or group == "documents" else k
-        if group == "documents":
-            lists = self._document_lists(query, k, depth, names, filter, vector)
-        else:
-            lists = self.rankings(query, depth, lists=names, filter=filter, vector=vector)
-        if group == "documents":
-            ranked = document_ranking(lists, k, fusion.weights, fusion.constant)
-            hits = [replace(best, score=score if mode == "hybrid" else best.score,
-                            context=tuple(highlighted(h, query) for h in others))
-                    for score, (best, *others) in ranked]
-        elif mode != "hybrid":
-            hits = lists[mode][:k]
-        else:
-            by_id = {h.passage_id: h for found in lists.values() for h in found}
-            fused = reciprocal_rank_fusion({n: [h.passage_id for h in lists[n]] for n in names},
-                                           k, fusion.weights, fusion.constant)
-            hits = [replace(by_id[i], score=score) for i, score in fused]
-        return [highlighted(h, query) for h in hits]  # only the hits shown: cheaper
-
-    def _document_lists(self, query: str, k: int, depth: int, names, filter, vector,
-                        ) -> dict[str, list[Hit]]:
-        """The rankings, deep enough to hold `k` distinct documents: when the top passages
-        come from fewer documents (long ones, or a filter matching a few), the lists are
-        fetched again four times as deep until they hold `k` or run out of passages."""
         if vector is None and {"dense", "first"} & set(names):
-            vector = self.encoder.encode([check_query(query)])
+            vector = self.encoder.encode([query])
+        if group == "documents":
+            return self._search_documents(query, k, depth, names, where, vector, fusion,
+                                          fused=mode == "hybrid")
+        ranked = self._ranked(query, depth, names, where, vector)
+        if mode == "hybrid":
+            top = reciprocal_rank_fusion({n: [i for i, _ in ranked[n]] for n in names}, k,
+                                         fusion.weights, fusion.constant)
+        else:
+            top = ranked[mode][:k]
+        return self._hits(top, query)
+
+    def _search_documents(self, query: str, k: int, depth: int, names, where, vector,
+                          fusion, fused: bool) -> list[Hit]:
+        """One hit per document: the lists rank documents (by the rank at which each first
+        appears), and only the passages shown are read from the store."""
+        ranked, owners = self._document_lists(query, k, depth, names, where, vector)
+        groups = rank_documents({n: [(i, owners[i]) for i, _ in ranked[n] if i in owners]
+                                 for n in names}, k, fusion.weights, fusion.constant)
+        scores: dict[int, float] = {}
+        for name in names:
+            for i, score in ranked[name]:
+                scores.setdefault(i, score)
+        rows = self.store.passages(sorted({i for _, ids in groups for i in ids}))
+        hits = []
+        for score, (best, *others) in groups:
+            if best in rows:
+                context = tuple(make_hit(rows[i], scores[i], query) for i in others if i in rows)
+                hits.append(replace(make_hit(rows[best], score if fused else scores[best],
+                                             query), context=context))
+        return hits
+
+    def _document_lists(self, query: str, k: int, depth: int, names, where, vector,
+                        ) -> tuple[dict[str, list[tuple[int, float]]], dict[int, int]]:
+        """The rankings, deep enough to hold `k` distinct documents, and each passage's
+        document: when the top passages come from fewer documents (long ones, or a filter
+        matching a few), the lists are fetched again four times as deep until they hold `k`
+        or run out of passages."""
         while True:
-            lists = self.rankings(query, depth, lists=names, filter=filter, vector=vector)
-            documents = {h.document_id for hits in lists.values() for h in hits}
-            exhausted = all(len(hits) < depth for hits in lists.values())
-            if len(documents) >= k or exhausted or depth >= MAX_DOCUMENT_DEPTH:
-                return lists
+            ranked = self._ranked(query, depth, names, where, vector)
+            owners = self.store.passage_documents(
+                sorted({i for found in ranked.values() for i, _ in found}))
+            exhausted = all(len(found) < depth for found in ranked.values())
+            if len(set(owners.values())) >= k or exhausted or depth >= MAX_DOCUMENT_DEPTH:
+                return ranked, owners
             depth = min(4 * depth, MAX_DOCUMENT_DEPTH)
+
+    def _ranked(self, query: str, depth: int, names, where, vector,
+                ) -> dict[str, list[tuple[int, float]]]:
+        """Each named list's top `depth` `(passage id, score)`, best first."""
+        self._refuse_damage()
+        self.refresh()
+        ranked = {}
+        for name in names:
+            if name == "keyword":
+                ranked[name] = self.store.keyword_search(keyword_terms(query), depth, where)
+            else:
+                ranked[name] = self.store.dense_search(np.asarray(vector).reshape(1, -1),
+                                                       depth, where,
+                                                       first_only=name == "first")[0]
+        return ranked
 
     def rankings(self, query: str, depth: int, *, lists=("dense", "keyword", "first"),
                  filter: dict | None = None, vector: np.ndarray | None = None,
@@ -246,18 +277,9 @@ class Index:
         embedding), `keyword` (passages by BM25) and `first` (documents' first passages by
         embedding). For measuring fusions (bench/search.py) and for building on."""
         query, where = check_query(query), parse_filter(filter)
-        self._refuse_damage()
         if {"dense", "first"} & set(lists) and vector is None:
             vector = self.encoder.encode([query])
-        self.refresh()
-        ranked = {}
-        for name in lists:
-            if name == "keyword":
-                ranked[name] = self.store.keyword_search(keyword_terms(query), depth, where)
-            else:
-                ranked[name] = self.store.dense_search(np.asarray(vector).reshape(1, -1),
-                                                       depth, where,
-                                                       first_only=name == "first")[0]
+        ranked = self._ranked(query, depth, lists, where, vector)
         rows = self.store.passages(sorted({i for hits in ranked.values() for i, _ in hits}))
         return {name: [make_hit(rows[i], score) for i, score in hits if i in rows]
                 for name, hits in ranked.items()}
@@ -405,27 +427,32 @@ class Index:
 def document_ranking(lists: dict[str, list[Hit]], k: int,
                      weights: dict[str, float] | None = None,
                      constant: float = RRF_CONSTANT) -> list[tuple[float, list[Hit]]]:
-    """Documents ranked by fusing, over the lists, the rank at which each document first
-    appears (reciprocal rank). Each document comes with its passages the lists found, its
-    best first (by the passages' own fused rank): `[(score, [best, *context]), ...]`."""
-    appearances = {name: list(dict.fromkeys(h.document_id for h in hits))
-                   for name, hits in lists.items()}
+    """`rank_documents` over lists of hits: `[(score, [best, *context]), ...]`."""
+    by_id = {h.passage_id: h for hits in lists.values() for h in hits}
+    ranked = rank_documents({name: [(h.passage_id, h.document_id) for h in hits]
+                             for name, hits in lists.items()}, k, weights, constant)
+    return [(score, [by_id[i] for i in ids]) for score, ids in ranked]
+
+
+def rank_documents(lists: dict[str, list[tuple[int, object]]], k: int,
+                   weights: dict[str, float] | None = None,
+                   constant: float = RRF_CONSTANT) -> list[tuple[float, list[int]]]:
+    """Documents ranked by fusing, over the lists of `(passage id, document)`, the rank at
+    which each document first appears (reciprocal rank). Each document comes with its
+    passages the lists found, its best first (by the passages' own fused rank):
+    `[(score, [best, *others]), ...]`."""
+    appearances = {name: list(dict.fromkeys(doc for _, doc in found))
+                   for name, found in lists.items()}
     ranked = reciprocal_rank_fusion(appearances, k, weights, constant)
     passage_rank = dict(reciprocal_rank_fusion(
-        {name: [h.passage_id for h in hits] for name, hits in lists.items()},
-        sum(len(hits) for hits in lists.values()), weights, constant))
-    by_document: dict[str, dict[int, Hit]] = {}
-    for hits in lists.values():
-        for hit in hits:
-            by_document.setdefault(hit.document_id, {}).setdefault(hit.passage_id, hit)
-    return [(score, sorted(by_document[doc].values(),
-                           key=lambda h: -passage_rank[h.passage_id]))
+        {name: [i for i, _ in found] for name, found in lists.items()},
+        sum(len(found) for found in lists.values()), weights, constant))
+    by_document: dict[object, dict[int, None]] = {}
+    for found in lists.values():
+        for i, doc in found:
+            by_document.setdefault(doc, {})[i] = None
+    return [(score, sorted(by_document[doc], key=lambda i: -passage_rank[i]))
             for doc, score in ranked]
-
-
-def highlighted(hit: Hit, query: str) -> Hit:
-    """The hit with the spans of the query's words in its text."""
-    return replace(hit, highlights=tuple(highlights(hit.text, query)))
 
 
 def _quick_queries(encoder) -> None:

@@ -13,6 +13,7 @@ query word of four letters or more: "sharpen" marks "sharpening"), as character 
 
 from __future__ import annotations
 
+import functools
 import re
 
 WORD = re.compile(r"\w+", re.UNICODE)
@@ -62,14 +63,30 @@ def identifier_like(query: str) -> bool:
 
 def highlights(text: str, query: str) -> list[tuple[int, int]]:
     """Character spans `(start, end)` of the query's words in `text`, in order."""
-    wanted = {w for w in words(query) if w not in STOPWORDS} or set(words(query))
-    prefixes = tuple(w for w in wanted if len(w) >= 4)
+    wanted, prefixes, candidates = _query_words(query)
+    if candidates is None:
+        return []
+    # ASCII text: a case-blind regex finds the few candidate words in C, and each is then
+    # held to the rule; other text walks every word (case folding can change lengths there)
+    found = candidates.finditer(text) if text.isascii() else WORD.finditer(text)
     spans = []
-    for match in WORD.finditer(text):
+    for match in found:
         word = match.group().lower()
         if word in wanted or (prefixes and word.startswith(prefixes)):
             spans.append(match.span())
     return spans
+
+
+@functools.lru_cache(maxsize=256)
+def _query_words(query: str) -> tuple[frozenset, tuple[str, ...], re.Pattern | None]:
+    """The words `highlights` marks for a query: whole words, prefixes of four letters or
+    more, and a pattern matching every word that could be one of them."""
+    wanted = frozenset(w for w in words(query) if w not in STOPWORDS) or frozenset(words(query))
+    prefixes = tuple(w for w in wanted if len(w) >= 4)
+    if not wanted:
+        return wanted, prefixes, None
+    alternatives = "|".join(re.escape(w) for w in sorted(wanted, key=len, reverse=True))
+    return wanted, prefixes, re.compile(rf"(?<!\w)(?:{alternatives})\w*", re.IGNORECASE)
 
 
 def mark(text: str, spans: list[tuple[int, int]], before: str = "**", after: str = "**") -> str:

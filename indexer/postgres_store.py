@@ -680,6 +680,12 @@ class PostgresStore(Store):
             f"p.document_id WHERE p.id = ANY(%s::bigint[])", [[int(i) for i in ids]])
         return {r[0]: _passage(r) for r in rows}
 
+    def passage_documents(self, ids: list[int]) -> dict[int, int]:
+        if not ids:
+            return {}
+        return dict(self._query("SELECT id, document_id FROM passages WHERE id = "
+                                "ANY(%s::bigint[])", [[int(i) for i in ids]]))
+
     def document_passages(self, document_id: int) -> list[PassageRow]:
         rows = self._query(
             f"SELECT {_PASSAGE_COLUMNS} FROM passages p JOIN documents d ON d.id = "

@@ -13,6 +13,7 @@ order and recorded in `_migrations` (as llm does).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import functools
 import json
@@ -131,6 +132,16 @@ _PASSAGE_COLUMNS = ('p.id, p.document_id, d.root, d.path, p.ordinal, p.start, p.
                     "p.line_start, p.line_end, p.text, d.key, p.headings, d.metadata")
 
 
+@dataclasses.dataclass(frozen=True)
+class PassageLayout:
+    """Every passage's id (sorted), document and ordinal at one store generation."""
+
+    generation: int
+    ids: np.ndarray
+    documents: np.ndarray
+    ordinals: np.ndarray
+
+
 class SQLiteStore(Store):
     """An index directory's SQLite database and FAISS vectors. Thread-safe: one
     connection, used under a lock."""
@@ -152,6 +163,7 @@ class SQLiteStore(Store):
         self._keywords: Bm25Postings | None = None
         self._keywords_generation = -1
         self._tokenizer = FtsTokenizer()
+        self._cached_layout: PassageLayout | None = None
         try:
             self.db = sqlite_utils.Database(self._connect())
             self._migrate()
@@ -420,6 +432,20 @@ class SQLiteStore(Store):
         rows = self._query("SELECT id FROM passages ORDER BY id")
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
+    def _layout(self) -> PassageLayout:
+        """Every passage's id, document and ordinal, read once per generation: what the
+        derived copies catch up to and what grouping by documents looks up, without a query
+        per search."""
+        generation = self.generation()
+        layout = self._cached_layout
+        if layout is None or layout.generation != generation:
+            rows = self._query("SELECT id, document_id, ordinal FROM passages ORDER BY id")
+            table = np.array(rows, dtype=np.int64).reshape(-1, 3)
+            layout = PassageLayout(generation, table[:, 0].copy(), table[:, 1].copy(),
+                                   table[:, 2].copy())
+            self._cached_layout = layout
+        return layout
+
     def stored_vectors(self, ids: np.ndarray | None = None, batch: int = 20_000,
                        ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield `(ids, vectors)` blocks from SQLite: all passages, or those with given ids."""
@@ -443,6 +469,15 @@ class SQLiteStore(Store):
             f"SELECT {_PASSAGE_COLUMNS} FROM passages p JOIN documents d "
             f"ON d.id = p.document_id WHERE p.id IN ({marks})", [int(i) for i in ids])
         return {r[0]: _passage(r) for r in rows}
+
+    def passage_documents(self, ids: list[int]) -> dict[int, int]:
+        if not ids:
+            return {}
+        layout = self._layout()
+        wanted = np.asarray(ids, dtype=np.int64)
+        where = np.minimum(np.searchsorted(layout.ids, wanted), max(len(layout.ids) - 1, 0))
+        held = layout.ids[where] == wanted if len(layout.ids) else np.zeros(len(wanted), bool)
+        return dict(zip(wanted[held].tolist(), layout.documents[where[held]].tolist()))
 
     def document_passages(self, document_id: int) -> list[PassageRow]:
         rows = self._query(
@@ -490,14 +525,9 @@ class SQLiteStore(Store):
                 for srow, irow in zip(scores, ids)]
 
     def _first_passages(self) -> np.ndarray:
-        """Ids of every document's first passage, sorted; cached per generation."""
-        generation = self.generation()
-        cached = getattr(self, "_first", None)
-        if cached is None or cached[0] != generation:
-            rows = self._query("SELECT id FROM passages WHERE ordinal = 0 ORDER BY id")
-            cached = (generation, np.array([r[0] for r in rows], dtype=np.int64))
-            self._first = cached
-        return cached[1]
+        """Ids of every document's first passage, sorted."""
+        layout = self._layout()
+        return layout.ids[layout.ordinals == 0]
 
     def keyword_search(self, terms: list[tuple[str, ...]], k: int,
                        where: Filter | None = None) -> list[tuple[int, float]]:
@@ -553,7 +583,7 @@ class SQLiteStore(Store):
         if self._keywords is not None and generation == self._keywords_generation:
             return self._keywords
         with self.lock:
-            wanted = self.passage_ids()
+            wanted = self._layout().ids
             copy = self._keywords
             have = copy.ids() if copy is not None else np.zeros(0, dtype=np.int64)
             missing = np.setdiff1d(wanted, have, assume_unique=True)
@@ -611,7 +641,7 @@ class SQLiteStore(Store):
         cannot remove, is rebuilt instead). Passage ids are never reused, so comparing id
         sets is enough."""
         settings = self.settings()
-        wanted = self.passage_ids()
+        wanted = self._layout().ids
         kind = choose_kind(settings.get("index_type", "auto"), len(wanted))
         dimension = int(settings.get("dimension") or (vectors.dimension if vectors else 0))
         if vectors is None or vectors.kind != kind or vectors.dimension != dimension:
@@ -819,6 +849,8 @@ class SQLiteStore(Store):
         shutil.rmtree(fresh_folder, ignore_errors=True)
         self.db = sqlite_utils.Database(self._connect())
         self.damage, self._vectors, self._keywords = None, None, None
+        self._cached_layout = None  # the new file counts generations afresh
+        self._subsets.clear()
         return (f"database salvaged: {kept} documents kept, {len(lost)} unreadable ones "
                 f"dropped (a folder's files come back on its next `bertsearch index`); the "
                 f"damaged file is kept as {DB_NAME}.damaged")

@@ -203,6 +203,11 @@ class Store(ABC):
         """Passage rows by id (missing ids left out)."""
 
     @abstractmethod
+    def passage_documents(self, ids: list[int]) -> dict[int, int]:
+        """Each passage's document (its row id), by passage id (missing ids left out): what
+        grouping by documents needs, without reading the passages."""
+
+    @abstractmethod
     def document_passages(self, document_id: int) -> list[PassageRow]:
         """All passages of one document, in order."""
 

@@ -1,6 +1,7 @@
 """Search that finds, through `Index` with the real model: the documents API, metadata,
 filters, keyword and hybrid modes, highlights, old indexes gaining a keyword index."""
 
+import random
 import shutil
 import sqlite3
 
@@ -209,3 +210,24 @@ def test_an_old_index_opens_and_gains_its_keyword_index(tmp_path, encoder):
         assert (hit.document_id, hit.metadata["path"]) == ("/old/f0.txt", "f0.txt")
         assert index.search("sea creatures", 1, mode="dense")[0].path == "f1.txt"
         assert index.search("anemones", 1, filter={"ext": ".txt", "path": "f1.txt"})
+
+
+def test_highlights_mark_what_the_word_rule_marks():
+    """The regex fast path for ASCII text marks exactly the words the plain rule does."""
+    from indexer.keywords import STOPWORDS, WORD, words
+
+    def plain(text, query):
+        wanted = {w for w in words(query) if w not in STOPWORDS} or set(words(query))
+        prefixes = tuple(w for w in wanted if len(w) >= 4)
+        return [m.span() for m in WORD.finditer(text)
+                if m.group().lower() in wanted or prefixes and
+                m.group().lower().startswith(prefixes)]
+
+    rng = random.Random(7)
+    vocabulary = ["Mount", "mounting", "re-mount", "CONFIG_DEBUG_FS", "config", "os.path",
+                  "the", "A", "file_system", "filesystems", "x86_64", "ÉCOLE", "école", "İi",
+                  "ß", "SS", "naïve", "ǅ", "K", "(", "--", "path.join()", "3d", "mountain"]
+    for _ in range(300):
+        text = " ".join(rng.choices(vocabulary, k=rng.randint(0, 30)))
+        query = " ".join(rng.choices(vocabulary, k=rng.randint(1, 4)))
+        assert highlights(text, query) == plain(text, query), (text, query)
