@@ -3,7 +3,8 @@
 FTS5 ranks by calling `bm25()` once for every passage that matches any query term: a
 ten-word question matches ~27,000 of 100,000 passages and costs ~33 ms. This copy holds, for
 each token, the passages it occurs in and how often (numpy arrays), and each passage's length
-in tokens, so a query is a few vectorised array operations (~1 ms).
+in tokens, so a query is a few vectorised array operations (~1 ms). Token positions are
+kept too, so phrases (`os.path.join`) are matched here as FTS5 matches them.
 
 It is derived data, like the FAISS copy of the vectors: the store fills it from FTS5's own
 token stream (the same Porter stems and folded diacritics) and catches it up when the index
@@ -24,14 +25,18 @@ K1, B = 1.2, 0.75
 MIN_IDF = 1e-6  # FTS5's floor for terms in more than half the passages
 
 
+Postings = tuple[np.ndarray, np.ndarray, np.ndarray]  # passage ids, counts, offsets
+
+
 class Bm25Postings:
-    """For each token, the passages holding it and its count in each; passage lengths.
+    """For each token, the passages holding it, its count in each and its positions (token
+    offsets, passage by passage, to match phrases); passage lengths.
 
     Passages are numbered by their store ids (never reused). Removing passages only marks
     them; their postings are dropped when a quarter of what is held is dead."""
 
     def __init__(self) -> None:
-        self._chunks: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+        self._chunks: dict[str, list[Postings]] = {}
         self.lengths = np.zeros(0, dtype=np.float64)  # tokens per passage id; 0: none
         self.alive = np.zeros(0, dtype=bool)
         self.count = 0  # passages held
@@ -46,34 +51,26 @@ class Bm25Postings:
         """The passage ids held, sorted."""
         return np.flatnonzero(self.alive).astype(np.int64)
 
-    def add(self, passages: np.ndarray, counts: Iterable[tuple[str, int, int]]) -> None:
-        """Add the passages `passages` (ids, all new; a passage without a token still counts,
-        as FTS5 counts it) from `(token, passage id, occurrences)` triples, each (token,
-        passage) pair once — grouped by token, as FTS5 lists them, they are stored as they
-        stream by."""
+    def add(self, passages: np.ndarray,
+            occurrences: Iterable[tuple[str, np.ndarray, np.ndarray]]) -> None:
+        """Add the passages `passages` (ids, all new; a passage without a token still
+        counts, as FTS5 counts it) from `(token, passage ids, offsets)`: one entry per
+        occurrence of the token, in any order."""
         passages = np.asarray(passages, dtype=np.int64)
         if not len(passages):
             return
         self._grow(int(passages.max()) + 1)
-        token, ids, tfs = None, [], []
-        for next_token, passage, occurrences in counts:
-            if next_token != token:
-                self._store(token, ids, tfs)
-                token, ids, tfs = next_token, [], []
-            ids.append(passage)
-            tfs.append(occurrences)
-        self._store(token, ids, tfs)
+        for token, docs, offsets in occurrences:
+            order = np.lexsort((offsets, docs))
+            docs, offsets = docs[order], offsets[order].astype(np.int32)
+            ids, counts = np.unique(docs, return_counts=True)
+            self._chunks.setdefault(token, []).append(
+                (ids.astype(np.int64), counts.astype(np.float32), offsets))
+            self.lengths[ids] += counts
         self.alive[passages] = True
         self.count += len(passages)
         self.total_tokens += float(self.lengths[passages].sum())
         self._norm = None
-
-    def _store(self, token: str | None, ids: list[int], tfs: list[int]) -> None:
-        if not ids:
-            return
-        id_array, tf_array = np.array(ids, dtype=np.int64), np.array(tfs, dtype=np.float32)
-        self._chunks.setdefault(token, []).append((id_array, tf_array))
-        self.lengths[id_array] += tf_array
 
     def remove(self, ids: np.ndarray) -> None:
         """Forget these passages (ids not held are ignored)."""
@@ -91,16 +88,17 @@ class Bm25Postings:
         if self._dead * 4 > self.count:
             self._compact()
 
-    def scores(self, tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """BM25 of every passage against the query `tokens` (one per term, repeats count as
-        FTS5 counts them): an array indexed by passage id, and which passages matched."""
+    def scores(self, terms: list[tuple[str, ...]]) -> tuple[np.ndarray, np.ndarray]:
+        """BM25 of every passage against the query: an array indexed by passage id, and
+        which passages matched. Each term is a token or a phrase (tokens in a row); like
+        FTS5, every term adds its own share, repeats included."""
         total = np.zeros(len(self.alive), dtype=np.float64)
         matched = np.zeros(len(self.alive), dtype=bool)
         if not self.count:
             return total, matched
         norm = self._normaliser()
-        for token in tokens:
-            ids, tf = self._postings(token)
+        for term in terms:
+            ids, tf = self._term(term)
             if not len(ids):
                 continue
             idf = max(math.log((self.count - len(ids) + 0.5) / (len(ids) + 0.5)), MIN_IDF)
@@ -109,6 +107,31 @@ class Bm25Postings:
             matched[ids] = True
         return total, matched
 
+    def _term(self, term: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """The passages holding a token or phrase, and how often."""
+        if len(term) == 1:
+            return self._postings(term[0])[:2]
+        return self._phrase(term)
+
+    def _phrase(self, tokens: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """Where the tokens follow each other: every start counts, overlaps too (as FTS5
+        counts phrase instances)."""
+        postings = [self._postings(token) for token in tokens]
+        candidates = postings[0][0]
+        for ids, _, _ in postings[1:]:
+            candidates = np.intersect1d(candidates, ids, assume_unique=True)
+        if not len(candidates):
+            return candidates, np.zeros(0, dtype=np.float32)
+        starts = None
+        for shift, (ids, tf, offsets) in enumerate(postings):
+            docs = np.repeat(ids, tf.astype(np.int64))
+            inside = np.isin(docs, candidates, assume_unique=False)
+            keys = (docs[inside] << 32) + offsets[inside] - shift  # the phrase's start
+            starts = keys if starts is None else np.intersect1d(starts, keys,
+                                                                assume_unique=True)
+        found, counts = np.unique(starts >> 32, return_counts=True)
+        return found, counts.astype(np.float32)
+
     def _normaliser(self) -> np.ndarray:
         """k1 * (1 - b + b * length / average length), per passage id."""
         if self._norm is None:
@@ -116,20 +139,22 @@ class Bm25Postings:
             self._norm = K1 * (1 - B + B * self.lengths / average)
         return self._norm
 
-    def _postings(self, token: str) -> tuple[np.ndarray, np.ndarray]:
-        """The live passages holding `token` and its counts (chunks merged on first use)."""
+    def _postings(self, token: str) -> Postings:
+        """The live passages holding `token`, its counts and offsets (chunks merged on first
+        use)."""
         chunks = self._chunks.get(token)
         if not chunks:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+            return (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32),
+                    np.zeros(0, dtype=np.int32))
         if len(chunks) > 1:
-            chunks[:] = [(np.concatenate([c[0] for c in chunks]),
-                          np.concatenate([c[1] for c in chunks]))]
-        ids, tf = chunks[0]
+            chunks[:] = [tuple(np.concatenate([c[i] for c in chunks]) for i in range(3))]
+        ids, tf, offsets = chunks[0]
         if self._dead:
             keep = self.alive[ids]
             if not keep.all():
+                offsets = offsets[np.repeat(keep, tf.astype(np.int64))]
                 ids, tf = ids[keep], tf[keep]
-        return ids, tf
+        return ids, tf, offsets
 
     def _grow(self, size: int) -> None:
         if size > len(self.alive):
@@ -139,9 +164,9 @@ class Bm25Postings:
 
     def _compact(self) -> None:
         for token in list(self._chunks):
-            ids, tf = self._postings(token)
-            if len(ids):
-                self._chunks[token] = [(ids, tf)]
+            postings = self._postings(token)
+            if len(postings[0]):
+                self._chunks[token] = [postings]
             else:
                 del self._chunks[token]
         self._dead = 0

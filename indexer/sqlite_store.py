@@ -532,27 +532,12 @@ class SQLiteStore(Store):
     def keyword_search(self, terms: list[tuple[str, ...]], k: int,
                        where: Filter | None = None) -> list[tuple[int, float]]:
         """BM25 from the in-memory copy of the FTS5 index (`indexer.bm25`): FTS5's ranking
-        without its per-row cost. A phrase (several tokens) is scored by FTS5 itself, whose
-        bm25 sums one share per phrase, so each phrase's share adds in unchanged."""
+        without its per-row cost, each term made into FTS5's own tokens first."""
         if not terms:
             return []
         copy = self._keyword_copy()
-        single, phrases = [], []
-        for term in terms:
-            tokens = self._tokenizer.tokens(term)
-            if len(tokens) == 1:
-                single.append(tokens[0])
-            elif tokens:
-                phrases.append(term)
-        total, matched = copy.scores(single)
-        for phrase in phrases:
-            rows = self._query("SELECT rowid, -bm25(passages_fts) FROM passages_fts "
-                               "WHERE passages_fts MATCH ?", [_fts_match([phrase])])
-            ids = np.array([r[0] for r in rows], dtype=np.int64)
-            shares = np.array([r[1] for r in rows], dtype=np.float64)
-            known = ids < len(total)  # a passage written since the copy caught up waits
-            total[ids[known]] += shares[known]
-            matched[ids[known]] = True
+        tokenized = [tokens for tokens in map(self._tokenizer.tokens, terms) if tokens]
+        total, matched = copy.scores(tokenized)
         subset = None if where is None else self.matching_passages(where)
         return top_k(total, matched, k, subset)
 
@@ -599,15 +584,14 @@ class SQLiteStore(Store):
             self._keywords, self._keywords_generation = copy, generation
         return copy
 
-    def _stored_token_counts(self) -> Iterator[tuple[str, int, int]]:
-        """`(token, passage id, occurrences)` for every passage, from FTS5's index itself."""
+    def _stored_token_counts(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        """`(token, passage ids, offsets)` of every token FTS5 holds, read from its index."""
         self.db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.passages_fts_instance "
                         "USING fts5vocab(main, passages_fts, instance)")
-        cursor = self.db.execute("SELECT term, doc, count(*) FROM temp.passages_fts_instance "
-                                 "GROUP BY term, doc")
         try:
-            while rows := cursor.fetchmany(50_000):
-                yield from rows
+            yield from _occurrences(self.db.execute(
+                "SELECT term, group_concat(doc), group_concat(offset) "
+                "FROM temp.passages_fts_instance GROUP BY term"))
         except sqlite3.DatabaseError as exc:
             self._raise_damage(exc)
             raise
@@ -1011,13 +995,21 @@ class FtsTokenizer:
             self._words[word] = found
         return found
 
-    def counts(self, texts: list[tuple[int, str]]) -> list[tuple[str, int, int]]:
-        """`(token, id, occurrences)` of `(id, text)` pairs."""
+    def counts(self, texts: list[tuple[int, str]]) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """`(token, ids, offsets)` of the tokens of `(id, text)` pairs."""
         with self.lock:
             self.db.execute("BEGIN")
             self.db.executemany("INSERT INTO scratch(rowid, text) VALUES (?, ?)", texts)
-            rows = self.db.execute("SELECT term, doc, count(*) FROM scratch_instance "
-                                   "GROUP BY term, doc").fetchall()
+            found = list(_occurrences(self.db.execute(
+                "SELECT term, group_concat(doc), group_concat(offset) FROM scratch_instance "
+                "GROUP BY term")))
             self.db.execute("DELETE FROM scratch")
             self.db.execute("COMMIT")
-        return rows
+        return found
+
+
+def _occurrences(rows) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """Parse rows of `(token, "doc,doc,...", "offset,offset,...")`."""
+    for token, docs, offsets in rows:
+        yield (token, np.array(docs.split(","), dtype=np.int64),
+               np.array(offsets.split(","), dtype=np.int32))

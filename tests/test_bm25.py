@@ -15,7 +15,7 @@ WORDS = ("mount mounting mounted kernel module config_debug_fs eaddrinuse pyerr_
          "cafe naïve file files system path join os the of and driver memory page cache "
          "printer jams floor tray paper").split()
 PUNCTUATED = ["os.path.join", "en_US.UTF-8", "--chunk-tokens", "CONFIG_DEBUG_FS=y",
-              "file-system", "page.cache"]
+              "file-system", "page.cache", "page.page.page", "the-the-the"]
 
 
 def text(rng: random.Random) -> str:
@@ -46,7 +46,8 @@ def write(store, docs):
 
 def queries(rng: random.Random, n: int):
     pool = [(w,) for w in WORDS] + [("os", "path", "join"), ("en_us", "utf", "8"),
-                                    ("chunk", "tokens"), ("file", "system"), ("page", "cache")]
+                                    ("chunk", "tokens"), ("file", "system"), ("page", "cache"),
+                                    ("page", "page"), ("the", "the"), ("mounting", "kernel")]
     return [rng.sample(pool, rng.randint(1, 6)) for _ in range(n)]
 
 
@@ -107,7 +108,8 @@ def test_top_k_breaks_ties_by_the_lower_id():
 
 def test_a_passage_without_tokens_still_counts():
     copy = Bm25Postings()
-    copy.add(np.array([1, 2, 3]), [("a", 1, 2), ("b", 2, 1)])
+    copy.add(np.array([1, 2, 3]), [("a", np.array([1, 1]), np.array([0, 1])),
+                                   ("b", np.array([2]), np.array([0]))])
     assert len(copy) == 3 and copy.total_tokens == 3
     copy.remove(np.array([3, 7]))
     assert len(copy) == 2 and list(copy.ids()) == [1, 2]
