@@ -141,6 +141,11 @@ class PassageLayout:
     documents: np.ndarray
     ordinals: np.ndarray
 
+    @functools.cached_property
+    def first(self) -> np.ndarray:
+        """The ids of every document's first passage."""
+        return self.ids[self.ordinals == 0]
+
 
 class SQLiteStore(Store):
     """An index directory's SQLite database and FAISS vectors. Thread-safe: one
@@ -162,6 +167,7 @@ class SQLiteStore(Store):
         self._subsets: OrderedDict[str, tuple[int, np.ndarray]] = OrderedDict()
         self._keywords: Bm25Postings | None = None
         self._keywords_generation = -1
+        self._keywords_lock = threading.Lock()  # the copy is caught up and read under it
         self._tokenizer = FtsTokenizer()
         self._cached_layout: PassageLayout | None = None
         try:
@@ -525,9 +531,8 @@ class SQLiteStore(Store):
                 for srow, irow in zip(scores, ids)]
 
     def _first_passages(self) -> np.ndarray:
-        """Ids of every document's first passage, sorted."""
-        layout = self._layout()
-        return layout.ids[layout.ordinals == 0]
+        """Ids of every document's first passage, sorted (one array per generation)."""
+        return self._layout().first
 
     def keyword_search(self, terms: list[tuple[str, ...]], k: int,
                        where: Filter | None = None) -> list[tuple[int, float]]:
@@ -535,9 +540,9 @@ class SQLiteStore(Store):
         without its per-row cost, each term made into FTS5's own tokens first."""
         if not terms:
             return []
-        copy = self._keyword_copy()
         tokenized = [tokens for tokens in map(self._tokenizer.tokens, terms) if tokens]
-        total, matched = copy.scores(tokenized)
+        with self._keywords_lock:
+            total, matched = self._keyword_copy().scores(tokenized)
         subset = None if where is None else self.matching_passages(where)
         return top_k(total, matched, k, subset)
 
@@ -562,39 +567,59 @@ class SQLiteStore(Store):
         return [(int(r[0]), float(r[1])) for r in rows]
 
     def _keyword_copy(self) -> Bm25Postings:
-        """The in-memory BM25 copy, caught up with the passages: read whole from FTS5's token
-        stream on first use (or when most passages are new), else only what changed."""
+        """The in-memory BM25 copy (under `_keywords_lock`), caught up with the passages:
+        read whole from FTS5's index on first use (or when most passages are new), else
+        only what changed."""
         generation = self.generation()
-        if self._keywords is not None and generation == self._keywords_generation:
-            return self._keywords
-        with self.lock:
-            wanted = self._layout().ids
-            copy = self._keywords
-            have = copy.ids() if copy is not None else np.zeros(0, dtype=np.int64)
-            missing = np.setdiff1d(wanted, have, assume_unique=True)
-            if copy is None or len(missing) > len(wanted) // 2:
-                copy = Bm25Postings()
-                copy.add(wanted, self._stored_token_counts())
-            else:
-                copy.remove(np.setdiff1d(have, wanted, assume_unique=True))
-                texts = self._query(f"SELECT id, text FROM passages WHERE id IN "
-                                    f"({','.join(str(int(i)) for i in missing)})"
-                                    ) if len(missing) else []
-                copy.add(missing, self._tokenizer.counts(texts))
-            self._keywords, self._keywords_generation = copy, generation
+        copy = self._keywords
+        if copy is not None and generation == self._keywords_generation:
+            return copy
+        layout = self._layout()
+        have = copy.ids() if copy is not None else np.zeros(0, dtype=np.int64)
+        missing = np.setdiff1d(layout.ids, have, assume_unique=True)
+        if copy is None or len(missing) > len(layout.ids) // 2:
+            copy, generation = self._read_keyword_copy()
+        else:
+            copy.remove(np.setdiff1d(have, layout.ids, assume_unique=True))
+            texts = self._query(f"SELECT id, text FROM passages WHERE id IN "
+                                f"({','.join(str(int(i)) for i in missing)})"
+                                ) if len(missing) else []
+            copy.add(missing, self._tokenizer.counts(texts))
+            generation = layout.generation
+        self._keywords, self._keywords_generation = copy, generation
         return copy
 
-    def _stored_token_counts(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-        """`(token, passage ids, offsets)` of every token FTS5 holds, read from its index."""
-        self.db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.passages_fts_instance "
-                        "USING fts5vocab(main, passages_fts, instance)")
+    def _read_keyword_copy(self) -> tuple[Bm25Postings, int]:
+        """A copy of every passage's tokens from FTS5's index, and the generation it is of:
+        read through a connection of its own, in one read transaction (a consistent
+        snapshot, while searches and writes go on over the shared one)."""
+        conn = self._connect()
         try:
-            yield from _occurrences(self.db.execute(
+            conn.execute("BEGIN")
+            generation = int(conn.execute(
+                "SELECT value FROM settings WHERE key = 'generation'").fetchone()[0])
+            ids = np.array([r[0] for r in conn.execute("SELECT id FROM passages")],
+                           dtype=np.int64)
+            conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.passages_fts_instance "
+                         "USING fts5vocab(main, passages_fts, instance)")
+            copy = Bm25Postings()
+            copy.add(ids, _occurrences(conn.execute(
                 "SELECT term, group_concat(doc), group_concat(offset) "
-                "FROM temp.passages_fts_instance GROUP BY term"))
+                "FROM temp.passages_fts_instance GROUP BY term")))
+            conn.execute("COMMIT")
+            return copy, generation
         except sqlite3.DatabaseError as exc:
             self._raise_damage(exc)
             raise
+        finally:
+            conn.close()
+
+    def warm(self) -> None:
+        """Bring the vector and keyword copies up to date now, so the first search does not
+        wait for them (the server does this in the background as it starts)."""
+        self.refresh()
+        with self._keywords_lock:
+            self._keyword_copy()
 
     # -- the FAISS copy -----------------------------------------------------------------------
 

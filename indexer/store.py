@@ -230,6 +230,10 @@ class Store(ABC):
     def refresh(self) -> bool:
         """Catch derived structures up with writes made elsewhere; True if anything changed."""
 
+    def warm(self) -> None:
+        """Prepare what searches use (derived copies), so the first search does not pay."""
+        self.refresh()
+
     def checkpoint(self) -> None:  # noqa: B027 - optional: only some stores derive data
         """Persist derived data after a bulk write (the FAISS file); a no-op where nothing
         is derived."""

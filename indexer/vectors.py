@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections import OrderedDict
 from pathlib import Path
 
 import faiss
@@ -47,6 +48,7 @@ def choose_kind(kind: str, passages: int) -> str:
 # A filtered search whose matching passages are at most this many reads their vectors and
 # ranks them exactly (one matrix product); a broader one searches FAISS with an id selector.
 EXACT_SUBSET_MAX = 20_000
+GATHERED_SUBSETS = 4
 
 
 class VectorIndex:
@@ -56,6 +58,10 @@ class VectorIndex:
         self.index = index
         self.kind = kind
         self._rows = None  # (sorted ids, their rows in the storage): built on demand
+        # the vectors of the last few subsets ranked exactly, by the subset array itself
+        # (the stores hand the same array for the same filter until the index changes)
+        self._gathered: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = \
+            OrderedDict()
 
     @classmethod
     def empty(cls, dimension: int, kind: str = "flat") -> VectorIndex:
@@ -87,6 +93,7 @@ class VectorIndex:
             self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32),
                                     np.ascontiguousarray(ids, dtype=np.int64))
             self._rows = None
+            self._gathered.clear()
 
     def remove(self, ids: np.ndarray) -> None:
         if not len(ids):
@@ -95,6 +102,7 @@ class VectorIndex:
             raise IndexerError("An HNSW index cannot delete vectors; rebuild it instead.")
         self.index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
         self._rows = None
+        self._gathered.clear()
 
     def _storage(self) -> np.ndarray:
         """The stored vectors `(len, dimension)`, a view of FAISS's own memory (no copy), in
@@ -116,6 +124,18 @@ class VectorIndex:
         found = at < len(sorted_ids)
         found[found] = sorted_ids[at[found]] == ids[found]
         return ids[found], self._storage()[rows[at[found]]]
+
+    def _subset_vectors(self, subset: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`vectors_of(subset)`, kept for the last `GATHERED_SUBSETS` subset arrays."""
+        kept = self._gathered.get(id(subset))
+        if kept is not None and kept[0] is subset:
+            self._gathered.move_to_end(id(subset))
+            return kept[1], kept[2]
+        ids, vectors = self.vectors_of(subset)
+        self._gathered[id(subset)] = (subset, ids, vectors)
+        while len(self._gathered) > GATHERED_SUBSETS:
+            self._gathered.popitem(last=False)
+        return ids, vectors
 
     def search(self, queries: np.ndarray, k: int, subset: np.ndarray | None = None,
                exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -146,7 +166,7 @@ class VectorIndex:
         return scores, ids
 
     def _exact(self, queries: np.ndarray, k: int, subset: np.ndarray):
-        ids, vectors = self.vectors_of(subset)
+        ids, vectors = self._subset_vectors(subset)
         if not len(ids):
             return _nothing(len(queries), max(1, k))
         k = min(k, len(ids))

@@ -42,6 +42,7 @@ def create_app(settings: ServerSettings, *, encoder=None, index=None) -> FastAPI
         services = await run_in_threadpool(Services.load, settings, encoder, index)
         if services.index is not None:  # damage found now shows in /health at once
             await run_in_threadpool(services.index.store.quick_check)
+            services.warm_in_background()
         services.batcher.start()
         app.state.services = services
         try:

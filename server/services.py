@@ -128,6 +128,22 @@ class Services:
                 self._classifier = Classifier.load(self.settings.classifier)
             return self._classifier
 
+    def warm_in_background(self) -> None:
+        """Bring the index's derived copies (vectors, keywords) up to date on a thread of
+        their own, so the server answers at once and the first searches do not build
+        them (they wait for the build instead of repeating it)."""
+        index = self.index
+        if index is None:
+            return
+
+        def warm():
+            try:
+                index.store.warm()
+            except BertsearchError as exc:  # damage: /health and the searches say so
+                log.warning("Could not prepare the index: %s", exc)
+
+        threading.Thread(target=warm, name="bertsearch-warm", daemon=True).start()
+
     def close(self) -> None:
         if self.index is not None:
             self.index.close()
