@@ -75,15 +75,20 @@ class OnnxBackend:
 
     packs = False
 
-    def __init__(self, path: Path, name: str, threads: int | None = None):
+    def __init__(self, path: Path, name: str, threads: int | None = None,
+                 spin: bool = False):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads or _physical_cores()
         options.inter_op_num_threads = 1
-        # idle threads must not spin: they would steal the cores FAISS and the server need
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # idle threads must not spin: they would steal the cores FAISS and the server need.
+        # A session for lone queries may (`spin`): its runs are ~4 ms, and waking sleeping
+        # threads for each of a run's ~200 operators costs a third of that
+        # (bench/RESULTS.md, "Query latency")
+        options.add_session_config_entry("session.intra_op.allow_spinning",
+                                         "1" if spin else "0")
         self.session = ort.InferenceSession(str(path), options,
                                             providers=["CPUExecutionProvider"])
         self.name = name

@@ -278,7 +278,8 @@ class Encoder:
             if not export and not onnx_cached("onnx", self.fingerprint):
                 return False
             self._small_runner = OnnxBackend(
-                onnx_file("onnx", self.model, self.fingerprint, self.model.config), "onnx")
+                onnx_file("onnx", self.model, self.fingerprint, self.model.config), "onnx",
+                spin=True)
         return True
 
     def _plan(self, runner, order: list[int], counts: list[int], batch_size: int,
