@@ -267,3 +267,17 @@ def test_folder_documents_cannot_be_overwritten_over_http(client, index_dir):
     response = client.put(f"/documents/{hit['document_id']}", json={"text": "replaced"})
     assert response.status_code == 422 and "indexed from a folder" in response.json()["detail"]
     assert client.get(f"/documents/{hit['document_id']}").json()["origin"] == "folder"
+
+
+def test_the_server_prepares_the_keyword_copy_as_it_starts(encoder, index_dir):
+    """The first keyword search must not pay for building the in-memory BM25 copy: the
+    server builds it in the background at start-up."""
+    with client_for(encoder, index_dir=str(index_dir)) as c:
+        store = c.app.state.services.index.store
+        deadline = time.monotonic() + 30
+        while store._keywords is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert store._keywords is not None and len(store._keywords) == len(store.passage_ids())
+        hits = c.post("/search", json={"query": "chain pressure", "mode": "keyword"}).json()["hits"]
+        assert hits and store.fts5_keyword_search([("chain",), ("pressure",)], 1)[0][0] == \
+            hits[0]["passage_id"]
