@@ -24,7 +24,8 @@ it walks the HNSW graph with iterative scans (`hnsw.iterative_scan`), so a broad
 still fills k, and falls back to exact when the walk runs dry. Keyword search reads the
 words as `indexer.keywords` sees them (so `CONFIG_DEBUG_FS` stays one word, which
 PostgreSQL's own parser would split) and stems them with the `english_stem` dictionary;
-ranking is `ts_rank_cd`, PostgreSQL's cover density, not FTS5's BM25.
+ranking is BM25 with FTS5's formula over those lexemes, from an in-memory copy each process
+reads once and catches up per generation (`indexer.bm25`), as the embedded store does.
 
 URL options (removed before the URL reaches libpq): `schema` (default `bertsearch`),
 `pool_size` (connections per process, default 4), `ef_search` (HNSW candidate list; default
@@ -46,6 +47,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 
+from .bm25 import Bm25Postings, top_k
 from .errors import (
     IndexBusyError,
     IndexCorruptError,
@@ -184,6 +186,8 @@ _PASSAGE_COLUMNS = ('p.id, p.document_id, d.root, d.path, p.ordinal, p.start, p.
                     "p.line_start, p.line_end, p.text, d.key, p.headings, d.metadata")
 _STORED_COLUMNS = "id, key, origin, path, content_hash, size, mtime, metadata, passages"
 HNSW_INDEX = "passages_embedding_hnsw"
+# a setting a repair of keyword entries changes, so every process reads its copy again
+KEYWORD_EPOCH = "keyword_epoch"
 
 
 class PostgresStore(Store):
@@ -208,6 +212,11 @@ class PostgresStore(Store):
         self._lock = threading.Lock()
         self._cache: dict = {}  # generation-scoped answers (counts, matching documents)
         self._generation = -1
+        self._keywords: Bm25Postings | None = None  # in-memory BM25 copy, see keyword_search
+        self._keywords_generation = -1
+        self._keywords_epoch = None  # see KEYWORD_EPOCH
+        self._keywords_lock = threading.Lock()
+        self._lexeme_cache: dict[str, str] = {}
         self._pool = None
 
     # -- opening --------------------------------------------------------------------------
@@ -786,18 +795,71 @@ class PostgresStore(Store):
 
     def keyword_search(self, terms: list[tuple[str, ...]], k: int,
                        where: Filter | None = None) -> list[tuple[int, float]]:
+        """BM25 (FTS5's formula, `indexer.bm25`) over the passages' lexemes, from this
+        process's in-memory copy of them: `ts_rank_cd` scored every matching row in SQL
+        (424 ms p50 for ten-word queries at 100,000 passages)."""
         if not terms:
             return []
-        sql = ("SELECT p.id, ts_rank_cd(p.terms, q) AS score FROM passages p, "
-               "bertsearch_tsquery(%s) q WHERE p.terms @@ q")
-        params: list = [_jsonb([list(t) for t in terms])]
-        if where is not None:
-            predicate, extra = compile_filter(where)
-            sql += (f" AND EXISTS (SELECT 1 FROM documents d WHERE d.id = p.document_id "
-                    f"AND {predicate})")
-            params += extra
-        rows = self._query(sql + " ORDER BY score DESC, p.id LIMIT %s", [*params, k])
-        return [(r[0], float(r[1])) for r in rows]
+        tokenized = [lexemes for lexemes in map(self._lexemes, terms) if lexemes]
+        with self._keywords_lock:
+            total, matched = self._keyword_copy().scores(tokenized)
+        subset = None if where is None else self._matching_passages(where)
+        return top_k(total, matched, k, subset)
+
+    def _lexemes(self, term: tuple[str, ...]) -> tuple[str, ...]:
+        """The lexemes the passages' `terms` hold for a term's words (cached per word)."""
+        missing = [w for w in term if w not in self._lexeme_cache and w and
+                   len(w.encode("utf-8", "surrogatepass")) < 2048]
+        if missing:
+            rows = self._query("SELECT w, bertsearch_lexeme(w) FROM unnest(%s::text[]) w",
+                               [missing])
+            if len(self._lexeme_cache) > 100_000:
+                self._lexeme_cache.clear()
+            self._lexeme_cache.update(rows)
+        return tuple(self._lexeme_cache[w] for w in term if w in self._lexeme_cache)
+
+    def _matching_passages(self, where: Filter) -> np.ndarray:
+        """The ids of the passages whose document matches `where`, sorted (per generation)."""
+        def compute():
+            predicate, params = compile_filter(where)
+            rows = self._query(f"SELECT p.id FROM passages p WHERE EXISTS (SELECT 1 FROM "
+                               f"documents d WHERE d.id = p.document_id AND {predicate}) "
+                               f"ORDER BY p.id", params)
+            return np.array([r[0] for r in rows], dtype=np.int64)
+
+        return self._cached(("passages", repr(where)), compute)
+
+    def _keyword_copy(self) -> Bm25Postings:
+        """The in-memory copy of the passages' lexemes (under `_keywords_lock`), caught up
+        with the database: read whole on first use (or when most passages are new), else
+        only the passages that changed."""
+        generation = self.generation()
+        copy = self._keywords
+        if copy is not None and generation == self._keywords_generation:
+            return copy
+        wanted = np.array([r[0] for r in self._query("SELECT id FROM passages ORDER BY id")],
+                          dtype=np.int64)
+        have = copy.ids() if copy is not None else np.zeros(0, dtype=np.int64)
+        missing = np.setdiff1d(wanted, have, assume_unique=True)
+        epoch = self.settings().get(KEYWORD_EPOCH)
+        if copy is None or len(missing) > len(wanted) // 2 or epoch != self._keywords_epoch:
+            copy, missing, self._keywords_epoch = Bm25Postings(), wanted, epoch
+        else:
+            copy.remove(np.setdiff1d(have, wanted, assume_unique=True))
+        if len(missing):
+            copy.add(missing, _occurrences(self._query(
+                "SELECT u.lexeme, string_agg(p.id::text, ',' ORDER BY p.id, n), "
+                "string_agg(n::text, ',' ORDER BY p.id, n) FROM passages p, "
+                "unnest(p.terms) u, unnest(u.positions) n WHERE p.id = ANY(%s::bigint[]) "
+                "GROUP BY u.lexeme", [missing.tolist()])))
+        self._keywords, self._keywords_generation = copy, generation
+        return copy
+
+    def warm(self) -> None:
+        """Read the keyword copy now, so the first search does not wait for it."""
+        self.refresh()
+        with self._keywords_lock:
+            self._keyword_copy()
 
     def refresh(self) -> bool:
         """Nothing here is derived: a new generation only means the next answers differ."""
@@ -944,6 +1006,7 @@ class PostgresStore(Store):
                     cur.executemany(
                         "UPDATE passages SET terms = bertsearch_tsvector(%s) WHERE id = %s",
                         [(" ".join(words(rows[i].text)), i) for i in bad if i in rows])
+                self._put_settings(conn, {KEYWORD_EPOCH: time.time()})
             self._write(work)
             return f"keyword entries of {len(bad)} passages rebuilt from their text"
         return f"the keyword index disagrees with {len(bad)} passages", mend
@@ -1131,3 +1194,10 @@ def _condition(cond: Condition) -> tuple[str, list]:
         return some(f"jsonb_typeof(v) = 'number' AND v::numeric {symbol} %s::numeric",
                     [cond.value])
     return (f"NOT {sql}" if op in ("ne", "nin") else sql), params
+
+
+def _occurrences(rows) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """Parse rows of `(lexeme, "id,id,...", "position,position,...")`."""
+    for lexeme, ids, positions in rows:
+        yield (lexeme, np.array(ids.split(","), dtype=np.int64),
+               np.array(positions.split(","), dtype=np.int32))

@@ -55,6 +55,9 @@ LOCK_NAME = "writer.lock"
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = []
 # FTS5: Porter stemming over Unicode words; '_' is part of a word, so identifiers such as
 # CONFIG_DEBUG_FS or PyErr_Print stay one token
+# a setting a repair of the keyword index changes, so every process's in-memory copy is read
+# again (a repair rewrites the tokens of passages that keep their ids)
+KEYWORD_EPOCH = "keyword_epoch"
 FTS_TOKENIZER = "porter unicode61 remove_diacritics 2 tokenchars '_'"
 
 
@@ -167,6 +170,7 @@ class SQLiteStore(Store):
         self._subsets: OrderedDict[str, tuple[int, np.ndarray]] = OrderedDict()
         self._keywords: Bm25Postings | None = None
         self._keywords_generation = -1
+        self._keywords_epoch = None  # see KEYWORD_EPOCH
         self._keywords_lock = threading.Lock()  # the copy is caught up and read under it
         self._tokenizer = FtsTokenizer()
         self._cached_layout: PassageLayout | None = None
@@ -577,8 +581,10 @@ class SQLiteStore(Store):
         layout = self._layout()
         have = copy.ids() if copy is not None else np.zeros(0, dtype=np.int64)
         missing = np.setdiff1d(layout.ids, have, assume_unique=True)
-        if copy is None or len(missing) > len(layout.ids) // 2:
+        epoch = self.settings().get(KEYWORD_EPOCH)
+        if copy is None or len(missing) > len(layout.ids) // 2 or epoch != self._keywords_epoch:
             copy, generation = self._read_keyword_copy()
+            self._keywords_epoch = epoch
         else:
             copy.remove(np.setdiff1d(have, layout.ids, assume_unique=True))
             texts = self._query(f"SELECT id, text FROM passages WHERE id IN "
@@ -749,8 +755,9 @@ class SQLiteStore(Store):
             def mend():
                 with self._write():
                     self.db.execute("INSERT INTO passages_fts(passages_fts) VALUES ('rebuild')")
+                    self.db.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)",
+                                    [KEYWORD_EPOCH, json.dumps(time.time())])
                     _bump_generation(self.db)
-                self._keywords = None  # read again from the rebuilt index
                 return "keyword index rebuilt from the passages"
             return "the keyword index disagrees with the passages", mend
 

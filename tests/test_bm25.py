@@ -113,3 +113,25 @@ def test_a_passage_without_tokens_still_counts():
     assert len(copy) == 3 and copy.total_tokens == 3
     copy.remove(np.array([3, 7]))
     assert len(copy) == 2 and list(copy.ids()) == [1, 2]
+
+
+def test_a_repaired_keyword_index_is_read_again_by_every_copy(store, tmp_path):
+    """A repair rewrites tokens of passages that keep their ids, which no id comparison can
+    see: it changes the keyword epoch, and a copy held by another process reads anew."""
+    rng = random.Random(5)
+    write(store, documents(rng, [f"d{i}" for i in range(20)]))
+    damaged = SQLiteStore.open(tmp_path / "index")  # another process's handle, same index
+    first = store.db.execute("SELECT min(id) FROM passages").fetchone()[0]
+    store.db.execute("INSERT INTO passages_fts(passages_fts, rowid, text) VALUES ('delete', "
+                     "?, (SELECT text FROM passages WHERE id = ?))", [first, first])
+    damaged.keyword_search([("kernel",)], 5)  # its copy mirrors the damaged FTS5 index
+    problems, repairs = store.check(repair=True)
+    assert any("keyword index" in p for p in problems) and repairs
+    try:
+        for terms in queries(rng, 20):
+            found = damaged.keyword_search(terms, 15)
+            assert found == store.keyword_search(terms, 15)
+            assert np.allclose([s for _, s in found],
+                               [s for _, s in store.fts5_keyword_search(terms, 15)])
+    finally:
+        damaged.close()

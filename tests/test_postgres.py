@@ -327,3 +327,67 @@ def test_a_role_that_may_only_read_searches_and_is_told_it_cannot_write(postgres
         reader.close()
         postgres.drop(url)
         postgres.sql("postgres", "DROP ROLE reader")
+
+
+def bm25_by_hand(store, terms, k, where_ids=None):
+    """Oracle: BM25 (FTS5's formula) computed passage by passage over the lexemes
+    PostgreSQL makes of each passage's words."""
+    import math
+
+    from indexer.keywords import words
+
+    rows = store._query("SELECT id, text FROM passages ORDER BY id")
+    vocabulary = sorted({w for _, text in rows for w in words(text)} |
+                        {w for term in terms for w in term})
+    lexeme = dict(store._query("SELECT w, bertsearch_lexeme(w) FROM unnest(%s::text[]) w",
+                               [vocabulary]))
+    tokens = {i: [lexeme[w] for w in words(text)] for i, text in rows}
+    n, average = len(tokens), sum(map(len, tokens.values())) / len(tokens)
+    scores, matched = dict.fromkeys(tokens, 0.0), set()
+    for term in terms:
+        wanted = [lexeme[w] for w in term]
+        tf = {i: sum(t[j:j + len(wanted)] == wanted for j in range(len(t)))
+              for i, t in tokens.items()}
+        hits = sum(1 for c in tf.values() if c)
+        idf = max(math.log((n - hits + 0.5) / (hits + 0.5)), 1e-6)
+        for i, c in tf.items():
+            if c:
+                matched.add(i)
+                scores[i] += idf * c * 2.2 / (c + 1.2 * (0.25 + 0.75 * len(tokens[i]) / average))
+    ranked = sorted((i for i in matched if where_ids is None or i in where_ids),
+                    key=lambda i: (-scores[i], i))
+    return [(i, scores[i]) for i in ranked[:k]]
+
+
+def test_keyword_ranking_is_bm25_over_postgres_lexemes_through_changes(url):
+    """The in-memory copy ranks as BM25 computed by hand, before and after writes and
+    deletions (read incrementally), with and without a filter."""
+    import random
+
+    from test_bm25 import documents, queries, write
+
+    store = open_store(url, create=True)
+    try:
+        store.save_settings({"dimension": 16, "index_type": "flat"})
+        rng = random.Random(11)
+        write(store, documents(rng, [f"d{i}" for i in range(40)],
+                               lambda name: {"half": int(name[1:]) % 2}))
+        asked = queries(rng, 12)
+        rounds = [lambda: None,
+                  lambda: (write(store, documents(rng, [f"d{i}" for i in range(0, 40, 6)])),
+                           store.delete_documents([store.stored_document(f"d{i}").id
+                                                   for i in range(1, 40, 7)]))]
+        for change in rounds:
+            change()
+            half = {i for i, _ in store.dense_search(unit(1), 1000, parse_filter({"half": 1}),
+                                                      exact=True)[0]}
+            for terms in asked:
+                for where, ids in ((None, None), (parse_filter({"half": 1}), half)):
+                    found = store.keyword_search(terms, 10, where)
+                    expected = bm25_by_hand(store, terms, 10, ids)
+                    assert np.allclose([s for _, s in found], [s for _, s in expected],
+                                       rtol=1e-9), terms
+                    assert [i for i, _ in found] == [i for i, _ in expected] or \
+                        len({round(s, 9) for _, s in expected}) < len(expected), terms
+    finally:
+        store.close()
