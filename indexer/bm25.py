@@ -60,7 +60,16 @@ class Bm25Postings:
         if not len(passages):
             return
         self._grow(int(passages.max()) + 1)
+        member = np.zeros(len(self.alive), dtype=bool)
+        member[passages] = True
         for token, docs, offsets in occurrences:
+            # a keyword index out of step with the passages (damage) may name others
+            known = (docs >= 0) & (docs < len(member))
+            known[known] = member[docs[known]]
+            if not known.all():
+                docs, offsets = docs[known], offsets[known]
+                if not len(docs):
+                    continue
             order = np.lexsort((offsets, docs))
             docs, offsets = docs[order], offsets[order].astype(np.int32)
             ids, counts = np.unique(docs, return_counts=True)
@@ -101,9 +110,10 @@ class Bm25Postings:
             ids, tf = self._term(term)
             if not len(ids):
                 continue
-            idf = max(math.log((self.count - len(ids) + 0.5) / (len(ids) + 0.5)), MIN_IDF)
-            tf = tf.astype(np.float64)  # FTS5 computes in doubles; so must the sums here
-            total[ids] += idf * (tf * (K1 + 1)) / (tf + norm[ids])
+            idf = math.log((self.count - len(ids) + 0.5) / (len(ids) + 0.5))
+            idf = idf if idf > 0 else MIN_IDF
+            tf = tf.astype(np.float64)  # FTS5 computes in doubles, in this order: the same
+            total[ids] += idf * ((tf * (K1 + 1)) / (tf + norm[ids]))  # bits, the same ties
             matched[ids] = True
         return total, matched
 

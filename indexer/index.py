@@ -50,6 +50,8 @@ from .store import API, FOLDER, DocumentRecord, NewDocument, PassageRow, Store, 
 HYBRID_DEPTH = 100
 # how deep `group="documents"` may look for k distinct documents (passages per list)
 MAX_DOCUMENT_DEPTH = 25_600
+# how often a search fuses again when passages it ranked were deleted before they were read
+MAX_REFETCHES = 3
 MAX_ID_CHARS = 512
 MAX_METADATA_BYTES = 64 * 1024
 MAX_DOCUMENT_CHARS = 10 * 1024 * 1024
@@ -213,29 +215,41 @@ class Index:
             return self._search_documents(query, k, depth, names, where, vector, fusion,
                                           fused=mode == "hybrid")
         ranked = self._ranked(query, depth, names, where, vector)
-        if mode == "hybrid":
-            top = reciprocal_rank_fusion({n: [i for i, _ in ranked[n]] for n in names}, k,
-                                         fusion.weights, fusion.constant)
-        else:
-            top = ranked[mode][:k]
-        return self._hits(top, query)
+        for _ in range(MAX_REFETCHES):
+            if mode == "hybrid":
+                top = reciprocal_rank_fusion({n: [i for i, _ in ranked[n]] for n in names},
+                                             k, fusion.weights, fusion.constant)
+            else:
+                top = ranked[mode][:k]
+            rows = self.store.passages([i for i, _ in top])
+            if len(rows) == len(top):
+                break
+            ranked = _without(ranked, {i for i, _ in top} - rows.keys())
+        return [make_hit(rows[i], score, query) for i, score in top if i in rows]
 
     def _search_documents(self, query: str, k: int, depth: int, names, where, vector,
                           fusion, fused: bool) -> list[Hit]:
         """One hit per document: the lists rank documents (by the rank at which each first
         appears), and only the passages shown are read from the store."""
         ranked, owners = self._document_lists(query, k, depth, names, where, vector)
-        groups = rank_documents({n: [(i, owners[i]) for i, _ in ranked[n] if i in owners]
-                                 for n in names}, k, fusion.weights, fusion.constant)
+        for _ in range(MAX_REFETCHES):  # passages deleted meanwhile leave the lists
+            groups = rank_documents({n: [(i, owners[i]) for i, _ in ranked[n] if i in owners]
+                                     for n in names}, k, fusion.weights, fusion.constant)
+            wanted = {i for _, ids in groups for i in ids}
+            rows = self.store.passages(sorted(wanted))
+            if len(rows) == len(wanted):
+                break
+            ranked = _without(ranked, wanted - rows.keys())
         scores: dict[int, float] = {}
         for name in names:
             for i, score in ranked[name]:
                 scores.setdefault(i, score)
-        rows = self.store.passages(sorted({i for _, ids in groups for i in ids}))
         hits = []
-        for score, (best, *others) in groups:
-            if best in rows:
-                context = tuple(make_hit(rows[i], scores[i], query) for i in others if i in rows)
+        for score, ids in groups:
+            present = [i for i in ids if i in rows]
+            if present:
+                best, *others = present
+                context = tuple(make_hit(rows[i], scores[i], query) for i in others)
                 hits.append(replace(make_hit(rows[best], score if fused else scores[best],
                                              query), context=context))
         return hits
@@ -422,6 +436,13 @@ class Index:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _without(ranked: dict[str, list[tuple[int, float]]], gone: set[int],
+             ) -> dict[str, list[tuple[int, float]]]:
+    """The ranked lists with the passages `gone` left out."""
+    return {name: [(i, score) for i, score in found if i not in gone]
+            for name, found in ranked.items()}
 
 
 def document_ranking(lists: dict[str, list[Hit]], k: int,

@@ -808,15 +808,17 @@ class PostgresStore(Store):
 
     def _lexemes(self, term: tuple[str, ...]) -> tuple[str, ...]:
         """The lexemes the passages' `terms` hold for a term's words (cached per word)."""
-        missing = [w for w in term if w not in self._lexeme_cache and w and
+        known = {w: self._lexeme_cache.get(w) for w in term}
+        missing = [w for w, lexeme in known.items() if lexeme is None and w and
                    len(w.encode("utf-8", "surrogatepass")) < 2048]
         if missing:
-            rows = self._query("SELECT w, bertsearch_lexeme(w) FROM unnest(%s::text[]) w",
-                               [missing])
+            rows = dict(self._query("SELECT w, bertsearch_lexeme(w) FROM unnest(%s::text[]) w",
+                                    [missing]))
+            known.update(rows)
             if len(self._lexeme_cache) > 100_000:
                 self._lexeme_cache.clear()
             self._lexeme_cache.update(rows)
-        return tuple(self._lexeme_cache[w] for w in term if w in self._lexeme_cache)
+        return tuple(known[w] for w in term if known.get(w) is not None)
 
     def _matching_passages(self, where: Filter) -> np.ndarray:
         """The ids of the passages whose document matches `where`, sorted (per generation)."""
@@ -843,7 +845,7 @@ class PostgresStore(Store):
         missing = np.setdiff1d(wanted, have, assume_unique=True)
         epoch = self.settings().get(KEYWORD_EPOCH)
         if copy is None or len(missing) > len(wanted) // 2 or epoch != self._keywords_epoch:
-            copy, missing, self._keywords_epoch = Bm25Postings(), wanted, epoch
+            copy, missing = Bm25Postings(), wanted
         else:
             copy.remove(np.setdiff1d(have, wanted, assume_unique=True))
         if len(missing):
@@ -853,6 +855,7 @@ class PostgresStore(Store):
                 "unnest(p.terms) u, unnest(u.positions) n WHERE p.id = ANY(%s::bigint[]) "
                 "GROUP BY u.lexeme", [missing.tolist()])))
         self._keywords, self._keywords_generation = copy, generation
+        self._keywords_epoch = epoch  # only now: a failed re-read must be tried again
         return copy
 
     def warm(self) -> None:

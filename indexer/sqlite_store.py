@@ -167,7 +167,7 @@ class SQLiteStore(Store):
         self._vectors: VectorIndex | None = None
         self._vectors_generation = -1
         self._saved_generation = -1
-        self._subsets: OrderedDict[str, tuple[int, np.ndarray]] = OrderedDict()
+        self._subsets: OrderedDict[object, tuple[int, np.ndarray]] = OrderedDict()
         self._keywords: Bm25Postings | None = None
         self._keywords_generation = -1
         self._keywords_epoch = None  # see KEYWORD_EPOCH
@@ -522,17 +522,33 @@ class SQLiteStore(Store):
                      exact: bool = False, first_only: bool = False,
                      ) -> list[list[tuple[int, float]]]:
         self.refresh()
-        subset = None if where is None else self.matching_passages(where)
         if first_only:
-            first = self._first_passages()
-            subset = first if subset is None else np.intersect1d(subset, first,
-                                                                 assume_unique=True)
+            subset = self._first_passages() if where is None else self._first_matching(where)
+        else:
+            subset = None if where is None else self.matching_passages(where)
         if subset is not None and not len(subset):
             return [[] for _ in range(len(queries))]
         with self.lock:
             scores, ids = self._vectors.search(queries, k, subset, exact=exact)
         return [[(int(i), float(s)) for s, i in zip(srow, irow) if i >= 0]
                 for srow, irow in zip(scores, ids)]
+
+    def _first_matching(self, where: Filter) -> np.ndarray:
+        """The first passages of the documents matching `where`: one array per filter and
+        generation, like `matching_passages` (so the vectors gathered for it are kept too)."""
+        generation = self.generation()  # read first: a later write only makes this stale
+        key = ("first", repr(where))
+        with self.lock:
+            cached = self._subsets.get(key)
+            if cached is not None and cached[0] == generation:
+                return cached[1]
+        first = np.intersect1d(self.matching_passages(where), self._first_passages(),
+                               assume_unique=True)
+        with self.lock:
+            self._subsets[key] = (generation, first)
+            while len(self._subsets) > CACHED_FILTERS:
+                self._subsets.popitem(last=False)
+        return first
 
     def _first_passages(self) -> np.ndarray:
         """Ids of every document's first passage, sorted (one array per generation)."""
@@ -864,8 +880,9 @@ class SQLiteStore(Store):
         os.replace(fresh_folder / DB_NAME, self.path)
         shutil.rmtree(fresh_folder, ignore_errors=True)
         self.db = sqlite_utils.Database(self._connect())
-        self.damage, self._vectors, self._keywords = None, None, None
-        self._cached_layout = None  # the new file counts generations afresh
+        self.damage, self._vectors, self._cached_layout = None, None, None
+        with self._keywords_lock:  # the new file counts generations afresh
+            self._keywords, self._keywords_generation = None, -1
         self._subsets.clear()
         return (f"database salvaged: {kept} documents kept, {len(lost)} unreadable ones "
                 f"dropped (a folder's files come back on its next `bertsearch index`); the "

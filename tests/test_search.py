@@ -231,3 +231,25 @@ def test_highlights_mark_what_the_word_rule_marks():
         text = " ".join(rng.choices(vocabulary, k=rng.randint(0, 30)))
         query = " ".join(rng.choices(vocabulary, k=rng.randint(1, 4)))
         assert highlights(text, query) == plain(text, query), (text, query)
+
+
+@pytest.mark.parametrize("group", ["passages", "documents"])
+def test_passages_deleted_between_ranking_and_reading_leave_k_hits(tmp_path, encoder, group):
+    """A document deleted after the lists were ranked but before its passages were read
+    drops out, and the search still returns k hits from what is left."""
+    with Index.open(tmp_path / "idx", encoder=encoder, create=True) as index:
+        for i in range(8):
+            index.upsert(f"doc{i}", f"Note {i} about printers that jam on floor {i}.")
+        first = index.search("printer jams", 3, group=group, mode="hybrid")
+        victim = first[0].document_id
+        read = index.store.passages
+
+        def deleting_first(ids):
+            if index.get(victim) is not None:
+                index.delete(victim)
+            return read(ids)
+
+        index.store.passages = deleting_first
+        hits = index.search("printer jams", 3, group=group, mode="hybrid")
+        assert len(hits) == 3 and victim not in {h.document_id for h in hits}
+        assert index.get(victim) is None
