@@ -4,10 +4,13 @@ writing them, query latency by mode, recall@10 against exact search, size on dis
     nice -n 19 python bench/postgres.py [--passages 100000] [--queries 200] [--url URL]
                                         [--ef-search 40,100,200,400] [--real-index DIR]
 
-The first 40 linux-docs files are indexed for real (build_index, the default model); their
-passages are then replicated as bench/query.py does (copy 0 as they are, each further copy's
-vectors with a little noise, renormalised; the text shared; `bucket` metadata 0-99, so
-{"bucket": 7} matches 1 %), and the same documents are written to both stores through the
+The first 40 linux-docs files are indexed for real (build_index, the default model), or a
+kept `--real-index` is reused as it is (e.g. all of linux-docs in 100,000 distinct passages,
+made once with `bertsearch index`; queries then use the encoder it records); its passages
+are then replicated up to `--passages` as bench/query.py does (copy 0 as they are, each
+further copy's vectors with a little noise, renormalised; the text shared; `bucket` metadata
+0-99, so {"bucket": 7} matches 1 %; with one copy only, the filter is {"bucket": 0}, which
+matches all), and the same documents are written to both stores through the
 store interface, ~1,000 passages a transaction. Writing time includes making the vectors
 searchable (the FAISS index built at the embedded store's checkpoint; PostgreSQL keeps its
 HNSW index as rows arrive). Queries are a real passage's first ten words, embedded once: the
@@ -179,6 +182,10 @@ def main() -> None:
     try:
         encoder = Encoder.load("default", device="cpu")
         originals, settings = real_part(work, args.real_index or work / "real", encoder)
+        if args.real_index:  # a kept index may have been made with another backend
+            from indexer import encoder_for_index
+
+            encoder = encoder_for_index(args.real_index)
         batches, copies = replicas(originals, args.passages)
         RUNS[1:] = [(mode, spec and {"bucket": min(7, copies - 1)}) for mode, spec in RUNS[1:]]
         embedded = work / "embedded"
