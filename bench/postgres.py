@@ -127,7 +127,8 @@ def timings(index, queries, vectors, **search) -> tuple[list[float], list[list[i
             hits = index.search(q, 10, vector=v, **search)
         times.append(t.seconds * 1000)
         found.append([h.passage_id for h in hits])
-        assert len(hits) == 10, (search, len(hits))
+        # keywords may match fewer than 10 distinct passages; the other modes always fill k
+        assert len(hits) == 10 or search["mode"] == "keyword", (search, len(hits))
     return times, found
 
 

@@ -57,7 +57,7 @@ def test_hnsw_is_recorded_and_finds_what_exact_search_finds(url):
     try:
         settings = store.settings()
         assert (settings["hnsw_m"], settings["hnsw_ef_construction"]) == (32, 200)
-        assert store.describe()["hnsw"] == {"m": 32, "ef_construction": 200, "ef_search": 256}
+        assert store.describe()["hnsw"] == {"m": 32, "ef_construction": 200, "ef_search": 100}
         assert store.describe()["vector_index"] == "hnsw"
         queries = unit(20, seed=7)
         exact = store.dense_search(queries, 10, exact=True)
@@ -129,7 +129,7 @@ def test_url_options_and_schemas(url):
             store.save_settings({"dimension": 16, "index_type": "flat"})
         a.write_documents([document("only-in-a", 2)], unit(2))
         assert (a.counts(), b.counts()) == ((1, 2), (0, 0))  # two indexes, one database
-        assert a.ef_search == 50 and b.ef_search == 256
+        assert a.ef_search == 50 and b.ef_search == 100
         assert a.schema == "notes_a" and "notes_a" in a.location
     finally:
         a.close()
