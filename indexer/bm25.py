@@ -17,12 +17,18 @@ side by side.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Protocol
 
 import numpy as np
 
 K1, B = 1.2, 0.75
 MIN_IDF = 1e-6  # FTS5's floor for terms in more than half the passages
+# a setting a repair of the keyword index changes, so every process reads its copy again (a
+# repair rewrites the tokens of passages that keep their ids, which no id comparison sees)
+KEYWORD_EPOCH = "keyword_epoch"
+Occurrences = Iterable[tuple[str, np.ndarray, np.ndarray]]  # token, passage ids, offsets
 
 
 Postings = tuple[np.ndarray, np.ndarray, np.ndarray]  # passage ids, counts, offsets
@@ -51,8 +57,7 @@ class Bm25Postings:
         """The passage ids held, sorted."""
         return np.flatnonzero(self.alive).astype(np.int64)
 
-    def add(self, passages: np.ndarray,
-            occurrences: Iterable[tuple[str, np.ndarray, np.ndarray]]) -> None:
+    def add(self, passages: np.ndarray, occurrences: Occurrences) -> None:
         """Add the passages `passages` (ids, all new; a passage without a token still
         counts, as FTS5 counts it) from `(token, passage ids, offsets)`: one entry per
         occurrence of the token, in any order."""
@@ -180,6 +185,79 @@ class Bm25Postings:
             else:
                 del self._chunks[token]
         self._dead = 0
+
+
+class TokenSource(Protocol):
+    """What a store gives its keyword copy."""
+
+    def generation(self) -> int: ...
+
+    def settings(self) -> dict: ...
+
+    def token_passage_ids(self) -> np.ndarray:
+        """Every passage id now, sorted."""
+
+    def read_all_tokens(self) -> tuple[Bm25Postings, int]:
+        """A new copy of every passage's tokens, and the generation it reflects."""
+
+    def read_tokens(self, ids: np.ndarray) -> Occurrences:
+        """The tokens of these passages."""
+
+
+class KeywordCopy:
+    """A store's in-memory BM25 copy, caught up and read under one lock: read whole on first
+    use, when most passages are new or after a keyword repair (the `KEYWORD_EPOCH` setting
+    moved), else only the passages that came and went since (ids are never reused, so
+    comparing id sets is enough)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.postings: Bm25Postings | None = None
+        self._generation = -1
+        self._epoch = None
+
+    def scores(self, terms: list[tuple[str, ...]], source: TokenSource,
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """`Bm25Postings.scores` on the copy, caught up with `source` first."""
+        with self.lock:
+            return self._caught_up(source).scores(terms)
+
+    def warm(self, source: TokenSource) -> None:
+        """Catch up now (so the first search does not wait for it)."""
+        with self.lock:
+            self._caught_up(source)
+
+    def forget(self) -> None:
+        """Drop the copy (the store's file was replaced); the next use reads it whole."""
+        with self.lock:
+            self.postings, self._generation, self._epoch = None, -1, None
+
+    def _caught_up(self, source: TokenSource) -> Bm25Postings:
+        generation = source.generation()  # read first: a later write only makes it stale
+        postings = self.postings
+        if postings is not None and generation == self._generation:
+            return postings
+        wanted = source.token_passage_ids()
+        have = postings.ids() if postings is not None else np.zeros(0, dtype=np.int64)
+        missing = np.setdiff1d(wanted, have, assume_unique=True)
+        epoch = source.settings().get(KEYWORD_EPOCH)
+        if postings is None or len(missing) > len(wanted) // 2 or epoch != self._epoch:
+            postings, generation = source.read_all_tokens()
+        else:
+            postings.remove(np.setdiff1d(have, wanted, assume_unique=True))
+            if len(missing):
+                postings.add(missing, source.read_tokens(missing))
+        # only now: a read that failed is tried again by the next search
+        self.postings, self._generation, self._epoch = postings, generation, epoch
+        return postings
+
+
+def parse_occurrences(rows) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """Occurrences from rows of `(token, "id,id,...", "offset,offset,...")`, as both stores
+    aggregate them in SQL (one row per token: far fewer rows to carry into Python)."""
+    for token, ids, offsets in rows:
+        yield (token, np.array(ids.split(","), dtype=np.int64),
+               np.array(offsets.split(","), dtype=np.int32))
 
 
 def top_k(total: np.ndarray, matched: np.ndarray, k: int,

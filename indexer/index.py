@@ -174,6 +174,11 @@ class Index:
             _quick_queries(self._encoder)
         return self._encoder
 
+    def warm(self) -> None:
+        """Bring what searches use (the store's derived copies of vectors and keywords) up to
+        date now, so the first search does not wait for them."""
+        self.store.warm()
+
     def refresh(self) -> bool:
         """Catch up with writes made elsewhere since the last search; True if any."""
         changed = self.store.refresh()

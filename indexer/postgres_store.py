@@ -47,7 +47,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 
-from .bm25 import Bm25Postings, top_k
+from .bm25 import KEYWORD_EPOCH, Bm25Postings, KeywordCopy, parse_occurrences, top_k
 from .errors import (
     IndexBusyError,
     IndexCorruptError,
@@ -187,8 +187,6 @@ _PASSAGE_COLUMNS = ('p.id, p.document_id, d.root, d.path, p.ordinal, p.start, p.
                     "p.line_start, p.line_end, p.text, d.key, p.headings, d.metadata")
 _STORED_COLUMNS = "id, key, origin, path, content_hash, size, mtime, metadata, passages"
 HNSW_INDEX = "passages_embedding_hnsw"
-# a setting a repair of keyword entries changes, so every process reads its copy again
-KEYWORD_EPOCH = "keyword_epoch"
 
 
 class PostgresStore(Store):
@@ -213,10 +211,7 @@ class PostgresStore(Store):
         self._lock = threading.Lock()
         self._cache: dict = {}  # generation-scoped answers (counts, matching documents)
         self._generation = -1
-        self._keywords: Bm25Postings | None = None  # in-memory BM25 copy, see keyword_search
-        self._keywords_generation = -1
-        self._keywords_epoch = None  # see KEYWORD_EPOCH
-        self._keywords_lock = threading.Lock()
+        self._keywords = KeywordCopy()  # in-memory BM25 copy, see keyword_search
         self._lexeme_cache: dict[str, str] = {}
         self._pool = None
 
@@ -802,8 +797,7 @@ class PostgresStore(Store):
         if not terms:
             return []
         tokenized = [lexemes for lexemes in map(self._lexemes, terms) if lexemes]
-        with self._keywords_lock:
-            total, matched = self._keyword_copy().scores(tokenized)
+        total, matched = self._keywords.scores(tokenized, self)
         subset = None if where is None else self._matching_passages(where)
         return top_k(total, matched, k, subset)
 
@@ -832,38 +826,29 @@ class PostgresStore(Store):
 
         return self._cached(("passages", repr(where)), compute)
 
-    def _keyword_copy(self) -> Bm25Postings:
-        """The in-memory copy of the passages' lexemes (under `_keywords_lock`), caught up
-        with the database: read whole on first use (or when most passages are new), else
-        only the passages that changed."""
-        generation = self.generation()
-        copy = self._keywords
-        if copy is not None and generation == self._keywords_generation:
-            return copy
-        wanted = np.array([r[0] for r in self._query("SELECT id FROM passages ORDER BY id")],
-                          dtype=np.int64)
-        have = copy.ids() if copy is not None else np.zeros(0, dtype=np.int64)
-        missing = np.setdiff1d(wanted, have, assume_unique=True)
-        epoch = self.settings().get(KEYWORD_EPOCH)
-        if copy is None or len(missing) > len(wanted) // 2 or epoch != self._keywords_epoch:
-            copy, missing = Bm25Postings(), wanted
-        else:
-            copy.remove(np.setdiff1d(have, wanted, assume_unique=True))
-        if len(missing):
-            copy.add(missing, _occurrences(self._query(
-                "SELECT u.lexeme, string_agg(p.id::text, ',' ORDER BY p.id, n), "
-                "string_agg(n::text, ',' ORDER BY p.id, n) FROM passages p, "
-                "unnest(p.terms) u, unnest(u.positions) n WHERE p.id = ANY(%s::bigint[]) "
-                "GROUP BY u.lexeme", [missing.tolist()])))
-        self._keywords, self._keywords_generation = copy, generation
-        self._keywords_epoch = epoch  # only now: a failed re-read must be tried again
-        return copy
+    def token_passage_ids(self) -> np.ndarray:
+        return np.array([r[0] for r in self._query("SELECT id FROM passages ORDER BY id")],
+                        dtype=np.int64)
+
+    def read_all_tokens(self) -> tuple[Bm25Postings, int]:
+        generation = self.generation()  # first: a later write only makes the copy stale
+        ids = self.token_passage_ids()
+        copy = Bm25Postings()
+        copy.add(ids, self.read_tokens(ids))
+        return copy, generation
+
+    def read_tokens(self, ids: np.ndarray) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        """These passages' lexemes with their word positions, from their `terms`."""
+        return parse_occurrences(self._query(
+            "SELECT u.lexeme, string_agg(p.id::text, ',' ORDER BY p.id, n), "
+            "string_agg(n::text, ',' ORDER BY p.id, n) FROM passages p, "
+            "unnest(p.terms) u, unnest(u.positions) n WHERE p.id = ANY(%s::bigint[]) "
+            "GROUP BY u.lexeme", [ids.tolist()]))
 
     def warm(self) -> None:
         """Read the keyword copy now, so the first search does not wait for it."""
         self.refresh()
-        with self._keywords_lock:
-            self._keyword_copy()
+        self._keywords.warm(self)
 
     def refresh(self) -> bool:
         """Nothing here is derived: a new generation only means the next answers differ."""
@@ -1198,10 +1183,3 @@ def _condition(cond: Condition) -> tuple[str, list]:
         return some(f"jsonb_typeof(v) = 'number' AND v::numeric {symbol} %s::numeric",
                     [cond.value])
     return (f"NOT {sql}" if op in ("ne", "nin") else sql), params
-
-
-def _occurrences(rows) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """Parse rows of `(lexeme, "id,id,...", "position,position,...")`."""
-    for lexeme, ids, positions in rows:
-        yield (lexeme, np.array(ids.split(","), dtype=np.int64),
-               np.array(positions.split(","), dtype=np.int32))

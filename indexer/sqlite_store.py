@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import sqlite_utils
 
-from .bm25 import Bm25Postings, top_k
+from .bm25 import KEYWORD_EPOCH, Bm25Postings, KeywordCopy, parse_occurrences, top_k
 from .errors import IndexBusyError, IndexCorruptError, IndexNotFoundError, IndexReadOnlyError
 from .filters import ID_FIELD, All, Any, Condition, Filter, glob_to_regex
 from .store import (
@@ -55,9 +55,6 @@ LOCK_NAME = "writer.lock"
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = []
 # FTS5: Porter stemming over Unicode words; '_' is part of a word, so identifiers such as
 # CONFIG_DEBUG_FS or PyErr_Print stay one token
-# a setting a repair of the keyword index changes, so every process's in-memory copy is read
-# again (a repair rewrites the tokens of passages that keep their ids)
-KEYWORD_EPOCH = "keyword_epoch"
 FTS_TOKENIZER = "porter unicode61 remove_diacritics 2 tokenchars '_'"
 
 
@@ -168,10 +165,7 @@ class SQLiteStore(Store):
         self._vectors_generation = -1
         self._saved_generation = -1
         self._subsets: OrderedDict[object, tuple[int, np.ndarray]] = OrderedDict()
-        self._keywords: Bm25Postings | None = None
-        self._keywords_generation = -1
-        self._keywords_epoch = None  # see KEYWORD_EPOCH
-        self._keywords_lock = threading.Lock()  # the copy is caught up and read under it
+        self._keywords = KeywordCopy()
         self._tokenizer = FtsTokenizer()
         self._cached_layout: PassageLayout | None = None
         try:
@@ -561,8 +555,7 @@ class SQLiteStore(Store):
         if not terms:
             return []
         tokenized = [tokens for tokens in map(self._tokenizer.tokens, terms) if tokens]
-        with self._keywords_lock:
-            total, matched = self._keyword_copy().scores(tokenized)
+        total, matched = self._keywords.scores(tokenized, self)
         subset = None if where is None else self.matching_passages(where)
         return top_k(total, matched, k, subset)
 
@@ -586,32 +579,15 @@ class SQLiteStore(Store):
         rows = self._query(sql + " ORDER BY score DESC, rowid LIMIT ?", [*params, k])
         return [(int(r[0]), float(r[1])) for r in rows]
 
-    def _keyword_copy(self) -> Bm25Postings:
-        """The in-memory BM25 copy (under `_keywords_lock`), caught up with the passages:
-        read whole from FTS5's index on first use (or when most passages are new), else
-        only what changed."""
-        generation = self.generation()
-        copy = self._keywords
-        if copy is not None and generation == self._keywords_generation:
-            return copy
-        layout = self._layout()
-        have = copy.ids() if copy is not None else np.zeros(0, dtype=np.int64)
-        missing = np.setdiff1d(layout.ids, have, assume_unique=True)
-        epoch = self.settings().get(KEYWORD_EPOCH)
-        if copy is None or len(missing) > len(layout.ids) // 2 or epoch != self._keywords_epoch:
-            copy, generation = self._read_keyword_copy()
-            self._keywords_epoch = epoch
-        else:
-            copy.remove(np.setdiff1d(have, layout.ids, assume_unique=True))
-            texts = self._query(f"SELECT id, text FROM passages WHERE id IN "
-                                f"({','.join(str(int(i)) for i in missing)})"
-                                ) if len(missing) else []
-            copy.add(missing, self._tokenizer.counts(texts))
-            generation = layout.generation
-        self._keywords, self._keywords_generation = copy, generation
-        return copy
+    def token_passage_ids(self) -> np.ndarray:
+        return self._layout().ids
 
-    def _read_keyword_copy(self) -> tuple[Bm25Postings, int]:
+    def read_tokens(self, ids: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """These passages' tokens, made by FTS5's tokenizer from their text."""
+        return self._tokenizer.counts(self._query(
+            f"SELECT id, text FROM passages WHERE id IN ({','.join(str(int(i)) for i in ids)})"))
+
+    def read_all_tokens(self) -> tuple[Bm25Postings, int]:
         """A copy of every passage's tokens from FTS5's index, and the generation it is of:
         read through a connection of its own, in one read transaction (a consistent
         snapshot, while searches and writes go on over the shared one)."""
@@ -625,7 +601,7 @@ class SQLiteStore(Store):
             conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.passages_fts_instance "
                          "USING fts5vocab(main, passages_fts, instance)")
             copy = Bm25Postings()
-            copy.add(ids, _occurrences(conn.execute(
+            copy.add(ids, parse_occurrences(conn.execute(
                 "SELECT term, group_concat(doc), group_concat(offset) "
                 "FROM temp.passages_fts_instance GROUP BY term")))
             conn.execute("COMMIT")
@@ -640,8 +616,7 @@ class SQLiteStore(Store):
         """Bring the vector and keyword copies up to date now, so the first search does not
         wait for them (the server does this in the background as it starts)."""
         self.refresh()
-        with self._keywords_lock:
-            self._keyword_copy()
+        self._keywords.warm(self)
 
     # -- the FAISS copy -----------------------------------------------------------------------
 
@@ -881,8 +856,7 @@ class SQLiteStore(Store):
         shutil.rmtree(fresh_folder, ignore_errors=True)
         self.db = sqlite_utils.Database(self._connect())
         self.damage, self._vectors, self._cached_layout = None, None, None
-        with self._keywords_lock:  # the new file counts generations afresh
-            self._keywords, self._keywords_generation = None, -1
+        self._keywords.forget()  # the new file counts generations afresh
         self._subsets.clear()
         return (f"database salvaged: {kept} documents kept, {len(lost)} unreadable ones "
                 f"dropped (a folder's files come back on its next `bertsearch index`); the "
@@ -1049,16 +1023,9 @@ class FtsTokenizer:
         with self.lock:
             self.db.execute("BEGIN")
             self.db.executemany("INSERT INTO scratch(rowid, text) VALUES (?, ?)", texts)
-            found = list(_occurrences(self.db.execute(
+            found = list(parse_occurrences(self.db.execute(
                 "SELECT term, group_concat(doc), group_concat(offset) FROM scratch_instance "
                 "GROUP BY term")))
             self.db.execute("DELETE FROM scratch")
             self.db.execute("COMMIT")
         return found
-
-
-def _occurrences(rows) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """Parse rows of `(token, "doc,doc,...", "offset,offset,...")`."""
-    for token, docs, offsets in rows:
-        yield (token, np.array(docs.split(","), dtype=np.int64),
-               np.array(offsets.split(","), dtype=np.int32))

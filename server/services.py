@@ -138,7 +138,7 @@ class Services:
 
         def warm():
             try:
-                index.store.warm()
+                index.warm()
             except BertsearchError as exc:  # damage: /health and the searches say so
                 log.warning("Could not prepare the index: %s", exc)
 

@@ -275,9 +275,10 @@ def test_the_server_prepares_the_keyword_copy_as_it_starts(encoder, index_dir):
     with client_for(encoder, index_dir=str(index_dir)) as c:
         store = c.app.state.services.index.store
         deadline = time.monotonic() + 30
-        while store._keywords is None and time.monotonic() < deadline:
+        while store._keywords.postings is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert store._keywords is not None and len(store._keywords) == len(store.passage_ids())
+        copy = store._keywords.postings
+        assert copy is not None and len(copy) == len(store.passage_ids())
         hits = c.post("/search", json={"query": "chain pressure", "mode": "keyword"}).json()["hits"]
         assert hits and store.fts5_keyword_search([("chain",), ("pressure",)], 1)[0][0] == \
             hits[0]["passage_id"]
