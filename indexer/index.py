@@ -216,9 +216,15 @@ class Index:
         depth = max(HYBRID_DEPTH, 2 * k) if mode == "hybrid" or group == "documents" else k
         if vector is None and {"dense", "first"} & set(names):
             vector = self.encoder.encode([query])
-        if group == "documents":
-            return self._search_documents(query, k, depth, names, where, vector, fusion,
-                                          fused=mode == "hybrid")
+        with self.store.one_search():
+            if group == "documents":
+                return self._search_documents(query, k, depth, names, where, vector, fusion,
+                                              fused=mode == "hybrid")
+            return self._search_passages(query, k, depth, names, mode, where, vector, fusion)
+
+    def _search_passages(self, query: str, k: int, depth: int, names, mode: str, where,
+                         vector, fusion) -> list[Hit]:
+        """The best `k` passages, several per document if they rank."""
         ranked = self._ranked(query, depth, names, where, vector)
         for _ in range(MAX_REFETCHES):
             if mode == "hybrid":
@@ -278,15 +284,17 @@ class Index:
                 ) -> dict[str, list[tuple[int, float]]]:
         """Each named list's top `depth` `(passage id, score)`, best first."""
         self._refuse_damage()
-        self.refresh()
-        ranked = {}
-        for name in names:
-            if name == "keyword":
-                ranked[name] = self.store.keyword_search(keyword_terms(query), depth, where)
-            else:
-                ranked[name] = self.store.dense_search(np.asarray(vector).reshape(1, -1),
-                                                       depth, where,
-                                                       first_only=name == "first")[0]
+        with self.store.one_search():
+            self.refresh()
+            ranked = {}
+            for name in names:
+                if name == "keyword":
+                    ranked[name] = self.store.keyword_search(keyword_terms(query), depth,
+                                                             where)
+                else:
+                    ranked[name] = self.store.dense_search(
+                        np.asarray(vector).reshape(1, -1), depth, where,
+                        first_only=name == "first")[0]
         return ranked
 
     def rankings(self, query: str, depth: int, *, lists=("dense", "keyword", "first"),
@@ -308,9 +316,10 @@ class Index:
         """Dense search with query vectors `(n, dimension)`: one list of hits per query."""
         k, where = check_k(k), parse_filter(filter)
         self._refuse_damage()
-        self.refresh()
-        found = self.store.dense_search(np.asarray(queries, dtype=np.float32), k, where)
-        return [self._hits(ranked) for ranked in found]
+        with self.store.one_search():
+            self.refresh()
+            found = self.store.dense_search(np.asarray(queries, dtype=np.float32), k, where)
+            return [self._hits(ranked) for ranked in found]
 
     def _refuse_damage(self) -> None:
         damage = self.store.health()

@@ -150,6 +150,13 @@ class Store(ABC):
     def generation(self) -> int:
         """A counter every write bumps: readers compare it to see whether anything changed."""
 
+    def one_search(self) -> contextlib.AbstractContextManager:
+        """For the duration of the context this thread runs one search: the store may read
+        its generation once and answer from that reading after (each of a search's calls
+        checks its caches against the generation), and keep the passages read along with a
+        ranking for the search's `passages` call. A no-op where neither saves anything."""
+        return contextlib.nullcontext()
+
     @abstractmethod
     def writer_lock(self, owner: str, wait: bool = False) -> contextlib.AbstractContextManager:
         """Hold the index's bulk-writer lock (folder sync) for the duration of the context.

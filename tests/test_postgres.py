@@ -53,11 +53,17 @@ def overlap(found, expected) -> float:
 
 
 def test_hnsw_is_recorded_and_finds_what_exact_search_finds(url):
-    store, vectors = hnsw_store(url)
+    store, vectors = hnsw_store(url + "&pool_size=1")
     try:
         settings = store.settings()
         assert (settings["hnsw_m"], settings["hnsw_ef_construction"]) == (32, 200)
-        assert store.describe()["hnsw"] == {"m": 32, "ef_construction": 200, "ef_search": 100}
+        described = store.describe()["hnsw"]
+        graph, buffers = store._query(
+            "SELECT pg_relation_size('passages_embedding_hnsw'), "
+            "pg_size_bytes(current_setting('shared_buffers'))")[0]
+        assert described == {"m": 32, "ef_construction": 200, "ef_search": 100,
+                             "vectors": "halfvec", "graph_mb": round(graph / 2**20, 1),
+                             "shared_buffers_mb": round(buffers / 2**20, 1)}
         assert store.describe()["vector_index"] == "hnsw"
         queries = unit(20, seed=7)
         exact = store.dense_search(queries, 10, exact=True)
@@ -67,13 +73,78 @@ def test_hnsw_is_recorded_and_finds_what_exact_search_finds(url):
         for q, hits in enumerate(exact):  # exact: brute force, order and scores
             order = np.argsort(-scores[q], kind="stable")[:10]
             assert [i for i, _ in hits] == [ids[j] for j in order]
+        walks = graph_walks(store)
         approximate = store.dense_search(queries, 10)
+        assert graph_walks(store) == walks + len(queries)  # each one walked the graph
         assert overlap(approximate, exact) >= 0.95
         assert all([s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
                    for hits in approximate)
+        for q, hits in enumerate(approximate):  # half-precision graph, full-precision scores
+            by_id = dict(zip(ids, scores[q]))
+            assert [s for _, s in hits] == pytest.approx([by_id[i] for i, _ in hits],
+                                                         abs=1e-6)
         deep = store.dense_search(queries[:1], 400)[0]  # deeper than the candidate list
         assert len(deep) == 400 and len({i for i, _ in deep}) == 400
     finally:
+        store.close()
+
+
+def graph_walks(store) -> int:
+    """How many scans of the HNSW index the server has counted (a store with one pooled
+    connection: the backend that searched is the one told to flush its counts). Sequential
+    scans are turned off on it: a table this small the planner would rather sort whole."""
+    store._run(lambda conn: conn.execute("SET enable_seqscan = off; "
+                                         "SELECT pg_stat_force_next_flush()"))
+    return store._query("SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelid = "
+                        "to_regclass('passages_embedding_hnsw')")[0][0]
+
+
+def test_a_graph_of_full_precision_vectors_from_older_indexes_is_still_walked(url):
+    store, _ = hnsw_store(url + "&pool_size=1", n_docs=300)
+    try:
+        store._run(lambda conn: conn.execute(  # the graph older bertsearch built
+            "DROP INDEX passages_embedding_hnsw; CREATE INDEX passages_embedding_hnsw ON "
+            "passages USING hnsw (embedding vector_ip_ops) WITH (m = 32, "
+            "ef_construction = 200)"))
+        store.save_settings({})  # a write: the next search reads the shape again
+        assert store.describe()["hnsw"]["vectors"] == "vector"
+        queries = unit(10, seed=3)
+        walks = graph_walks(store)
+        approximate = store.dense_search(queries, 10)
+        assert graph_walks(store) == walks + len(queries)
+        assert overlap(approximate, store.dense_search(queries, 10, exact=True)) >= 0.95
+    finally:
+        store.close()
+
+
+def test_advice_when_the_graph_does_not_fit_in_shared_buffers(url, monkeypatch):
+    store, _ = hnsw_store(url, n_docs=300)
+    try:
+        assert "advice" not in store.describe()["hnsw"]
+        monkeypatch.setattr(store, "_memory", lambda: (201 * 2**20, 128 * 2**20))
+        advice = store.describe()["hnsw"]["advice"]
+        assert "(201 MB)" in advice and "(128 MB)" in advice and "shared_buffers" in advice
+    finally:
+        store.close()
+
+
+def test_one_search_reads_the_generation_once_and_keeps_a_pages_passages(url):
+    store, _ = hnsw_store(url, n_docs=300)
+    other = open_store(url)
+    try:
+        before = store.generation()
+        with store.one_search():
+            assert store.generation() == before
+            other.save_settings({"note": 1})  # another process writes meanwhile
+            assert store.generation() == before  # the search goes on with its reading
+            hits = store.dense_search(unit(1, seed=5), 10)[0]
+            kept = store.passages([i for i, _ in hits])
+            store.save_settings({"note": 2})  # its own write: read afresh
+            assert store.generation() == before + 2
+        assert store.generation() == before + 2
+        assert kept == store.passages([i for i, _ in hits])  # read along == read after
+    finally:
+        other.close()
         store.close()
 
 
