@@ -77,13 +77,14 @@ from .vectors import HNSW_EF_CONSTRUCTION as FAISS_EF_CONSTRUCTION
 
 DEFAULT_SCHEMA = "bertsearch"
 DEFAULT_POOL_SIZE = 4
-# The graph of the embedded store's FAISS HNSW. The candidate list is shorter than FAISS's
-# 256: pgvector pays more per candidate, and on 100,000 distinct linux-docs passages
-# ef_search 100 reached recall@10 0.990 at 6.4 ms against 0.997 at 14.1 ms for 256 (40:
-# 0.975; bench/postgres.py --real-index, bench/RESULTS.md).
+# The graph of the embedded store's FAISS HNSW (ef_construction 400 found no better recall).
+# The candidate list is shorter than FAISS's 256: pgvector pays more per candidate. On
+# 100,000 distinct linux-docs passages (half-precision graph; bench/postgres.py
+# --real-index, bench/RESULTS.md) ef_search 80 reached recall@10 0.987-0.989 at 1.9-2.0x
+# the embedded store's p50; 60: 0.980-0.982 (too near the 0.98 floor), 100: 0.991 at 2.3x.
 HNSW_M = HNSW_NEIGHBOURS
 HNSW_EF_CONSTRUCTION = FAISS_EF_CONSTRUCTION
-HNSW_EF_SEARCH = 100
+HNSW_EF_SEARCH = 80
 # a dense ranking at most this long reads its passages along (a page of hits; deeper lists
 # are fused or grouped, and only the passages shown are read)
 ROWS_WITH_RANKING = 20

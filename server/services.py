@@ -139,8 +139,12 @@ class Services:
         def warm():
             try:
                 index.warm()
+                advice = index.stats().get("hnsw", {}).get("advice")
             except BertsearchError as exc:  # damage: /health and the searches say so
                 log.warning("Could not prepare the index: %s", exc)
+                return
+            if advice:  # e.g. a database whose shared buffers cannot hold the graph
+                log.warning("%s", advice)
 
         threading.Thread(target=warm, name="bertsearch-warm", daemon=True).start()
 
