@@ -20,12 +20,15 @@ none. Passage ids come from an identity column, never reused.
 Dense search is exact (pgvector's `inner_product` over the matching passages, ties by id:
 the order of a brute-force search) when asked, for small collections (`auto`, as the
 embedded store) and for filters that match at most `EXACT_SUBSET_MAX` passages; otherwise
-it walks the HNSW graph with iterative scans (`hnsw.iterative_scan`), so a broad filter
-still fills k, and falls back to exact when the walk runs dry. Keyword search reads the
-words as `indexer.keywords` sees them (so `CONFIG_DEBUG_FS` stays one word, which
-PostgreSQL's own parser would split) and stems them with the `english_stem` dictionary;
-ranking is BM25 with FTS5's formula over those lexemes, from an in-memory copy each process
-reads once and catches up per generation (`indexer.bm25`), as the embedded store does.
+it walks the HNSW graph (built over half-precision copies of the vectors; what it finds is
+scored at full precision), a filtered walk with iterative scans (`hnsw.iterative_scan`), so
+a broad filter still fills k, and falls back to exact when the walk runs dry. A search
+reads the generation once and a page of hits brings its passages along (`one_search`).
+Keyword search reads the words as `indexer.keywords` sees them (so `CONFIG_DEBUG_FS` stays
+one word, which PostgreSQL's own parser would split) and stems them with the
+`english_stem` dictionary; ranking is BM25 with FTS5's formula over those lexemes, from an
+in-memory copy each process reads once and catches up per generation (`indexer.bm25`), as
+the embedded store does.
 
 URL options (removed before the URL reaches libpq): `schema` (default `bertsearch`),
 `pool_size` (connections per process, default 4), `ef_search` (HNSW candidate list; default
