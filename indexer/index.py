@@ -306,8 +306,10 @@ class Index:
         query, where = check_query(query), parse_filter(filter)
         if {"dense", "first"} & set(lists) and vector is None:
             vector = self.encoder.encode([query])
-        ranked = self._ranked(query, depth, lists, where, vector)
-        rows = self.store.passages(sorted({i for hits in ranked.values() for i, _ in hits}))
+        with self.store.one_search():
+            ranked = self._ranked(query, depth, lists, where, vector)
+            rows = self.store.passages(sorted({i for hits in ranked.values()
+                                               for i, _ in hits}))
         return {name: [make_hit(rows[i], score) for i, score in hits if i in rows]
                 for name, hits in ranked.items()}
 

@@ -91,6 +91,7 @@ HNSW_EF_SEARCH = 80
 # a dense ranking at most this long reads its passages along (a page of hits; deeper lists
 # are fused or grouped, and only the passages shown are read)
 ROWS_WITH_RANKING = 20
+HALFVEC_MAX_DIMENSIONS = 4000  # pgvector's limit for an HNSW index over halfvec
 MAX_BUILD_MEMORY_KB = 1024 * 1024  # maintenance_work_mem for building the graph, at most
 MIN_PGVECTOR = (0, 8)  # iterative index scans
 INLINE_DIMENSIONS = 1000  # vectors up to 4 kB stay in the row, whatever the text beside them
@@ -205,6 +206,11 @@ class Shape(NamedTuple):
     index_type: str  # auto, flat or hnsw, as recorded
     graph: str | None  # the HNSW graph's vectors: halfvec, vector (older indexes) or None
     dimension: int
+
+    def graph_possible(self) -> bool:
+        """Whether pgvector can build the graph: a typed column of at most
+        `HALFVEC_MAX_DIMENSIONS` (larger vectors are searched exactly)."""
+        return 0 < self.dimension <= HALFVEC_MAX_DIMENSIONS
 
     def distance(self) -> str:
         """The SQL distance the graph orders by, to the query `%b` (its expression index's
@@ -568,21 +574,22 @@ class PostgresStore(Store):
         if self.read_only:
             return
         shape = self._shape()
-        if shape.graph or shape.index_type == "flat" or \
+        if shape.graph or shape.index_type == "flat" or not shape.graph_possible() or \
                 choose_kind(shape.index_type, shape.passages) == "flat":
             return
-        passages = shape.passages
         if self._lock_session is not None:
-            self._build_hnsw(self._lock_session, passages)
+            self._build_hnsw(self._lock_session, shape)
             return
         with contextlib.suppress(IndexBusyError), self.writer_lock("bertsearch (HNSW build)"):
-            self._build_hnsw(self._lock_session, passages)
+            self._build_hnsw(self._lock_session, shape)
 
-    def _build_hnsw(self, conn, passages: int) -> None:
+    def _build_hnsw(self, conn, shape: Shape) -> None:
+        """The graph over `embedding::halfvec(d)`, d the column's own dimension (the
+        expression `Shape.distance` orders by, or the planner would not walk it)."""
         psycopg, _, _ = _psycopg()
         m = int(self.options.get("hnsw_m") or HNSW_M)
         build = int(self.options.get("hnsw_ef_construction") or HNSW_EF_CONSTRUCTION)
-        dimension = int(self.settings().get("dimension") or 0)
+        dimension, passages = shape.dimension, shape.passages
         memory_kb = min(MAX_BUILD_MEMORY_KB,
                         max(65536, 3 * passages * (4 * dimension + 16 * m + 128) // 2048))
         try:
@@ -600,7 +607,7 @@ class PostgresStore(Store):
         except psycopg.Error as exc:
             raise self._error(exc) from None
         self.save_settings({"hnsw_m": m, "hnsw_ef_construction": build,
-                            "hnsw_ef_search": self.ef_search, "hnsw_vectors": "halfvec"})
+                            "hnsw_ef_search": self.ef_search})
 
     @contextlib.contextmanager
     def writer_lock(self, owner: str, wait: bool = False):
@@ -855,7 +862,9 @@ class PostgresStore(Store):
                f"WHERE {' AND '.join(conditions)} ORDER BY {shape.distance()} LIMIT %s")
         params += [query, k]  # the graph's distance, the limit
         knobs = {}
-        if len(conditions) > 1:
+        # a filter, or a list long for the candidate list (a few invisible rows, deleted
+        # and not yet vacuumed, would leave it short and send it to the exact scan): scan on
+        if len(conditions) > 1 or k > self.ef_search // 2:
             knobs["hnsw.iterative_scan"] = "relaxed_order"
         if k > self.ef_search:  # a candidate list at least k long
             knobs["hnsw.ef_search"] = str(min(k, 1000))
@@ -863,7 +872,7 @@ class PostgresStore(Store):
         def work(conn):
             if not knobs:
                 return conn.execute(sql, params).fetchall()
-            with conn.pipeline(), conn.transaction():  # one round trip, settings and all
+            with conn.pipeline(), conn.transaction():  # settings sent with the query
                 for name, value in knobs.items():
                     conn.execute("SELECT set_config(%s, %s, true)", [name, value])
                 return conn.execute(sql, params).fetchall()
@@ -934,20 +943,27 @@ class PostgresStore(Store):
         buffers when it fits and the server has `pg_prewarm`, so the first searches wait
         for neither."""
         self.refresh()
+        self._keywords.warm(self)
         if self._shape().graph:
             self._prewarm()
-        self._keywords.warm(self)
 
     def _prewarm(self) -> None:
+        """`pg_prewarm` the graph, from the schema the extension is in. Only a speed-up: a
+        role the server will not let prewarm the index, or any other database error, leaves
+        the graph to be read as searches need it."""
+        psycopg, _, _ = _psycopg()
         graph, buffers = self._memory()
 
         def work(conn):
-            if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_prewarm'"
-                            ).fetchone():
-                conn.execute("SELECT pg_prewarm(to_regclass(%s))", [HNSW_INDEX])
+            row = conn.execute("SELECT quote_ident(n.nspname) FROM pg_extension e JOIN "
+                               "pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = "
+                               "'pg_prewarm'").fetchone()
+            if row:
+                conn.execute(f"SELECT {row[0]}.pg_prewarm(to_regclass(%s))", [HNSW_INDEX])
 
         if graph <= buffers:
-            self._run(work)
+            with contextlib.suppress(psycopg.Error, IndexerError):
+                self._run(work, retry=False)
 
     def refresh(self) -> bool:
         """Nothing here is derived: a new generation only means the next answers differ."""
@@ -959,8 +975,11 @@ class PostgresStore(Store):
     def describe(self) -> dict:
         shape = self._shape()
         kind = choose_kind(shape.index_type, shape.passages)
-        out = {"vector_index": kind if shape.graph or kind == "flat" else
-               "flat (the HNSW index is built at the next sync)", "vectors": shape.passages}
+        waiting = ("flat (the HNSW index is built at the next sync)" if shape.graph_possible()
+                   else f"flat (pgvector's HNSW takes at most {HALFVEC_MAX_DIMENSIONS} "
+                        f"dimensions)")
+        out = {"vector_index": kind if shape.graph or kind == "flat" else waiting,
+               "vectors": shape.passages}
         if shape.graph:
             settings = self.settings()
             graph, buffers = self._memory()
@@ -1124,10 +1143,10 @@ class PostgresStore(Store):
 
         def mend():
             if self._lock_session is not None:
-                self._build_hnsw(self._lock_session, self.counts()[1])
+                self._build_hnsw(self._lock_session, self._shape())
             else:
                 with self._connect() as conn:
-                    self._build_hnsw(conn, self.counts()[1])
+                    self._build_hnsw(conn, self._shape())
             return "HNSW index rebuilt"
         return "the HNSW index is not valid (an interrupted build)", mend
 

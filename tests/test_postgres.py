@@ -86,6 +86,13 @@ def test_hnsw_is_recorded_and_finds_what_exact_search_finds(url):
                                                          abs=1e-6)
         deep = store.dense_search(queries[:1], 400)[0]  # deeper than the candidate list
         assert len(deep) == 400 and len({i for i, _ in deep}) == 400
+        walked = store._approximate(queries[0], 400, None, False, store._shape())
+        assert len(walked) == 400  # the walk itself, not the exact fallback, filled it
+        nearest = [i for i, _ in store.dense_search(queries[:1], 60, exact=True)[0]]
+        owners = set(store.passage_documents(nearest).values())
+        store.delete_documents(sorted(owners))  # dead rows the graph still holds (no vacuum)
+        walked = store._approximate(queries[0], 80, None, False, store._shape())
+        assert len(walked) == 80 and not set(nearest) & {i for i, _ in walked}
     finally:
         store.close()
 
@@ -139,9 +146,14 @@ def test_one_search_reads_the_generation_once_and_keeps_a_pages_passages(url):
             other.save_settings({"note": 1})  # another process writes meanwhile
             assert store.generation() == before  # the search goes on with its reading
             hits = store.dense_search(unit(1, seed=5), 10)[0]
+            assert {i for i, _ in hits} <= store._pinned.rows.keys()  # read along
             kept = store.passages([i for i, _ in hits])
+            with store.one_search():  # nested: the same search
+                assert store.generation() == before
             store.save_settings({"note": 2})  # its own write: read afresh
+            assert store._pinned.rows == {}
             assert store.generation() == before + 2
+        assert not hasattr(store._pinned, "rows")
         assert store.generation() == before + 2
         assert kept == store.passages([i for i, _ in hits])  # read along == read after
     finally:
@@ -176,13 +188,17 @@ def test_the_graph_is_built_at_checkpoint_and_rebuilt_when_left_invalid(url):
 
 
 def test_filtered_hnsw_search_scans_on_until_k_match(url):
-    store, _ = hnsw_store(url)
+    store, _ = hnsw_store(url + "&pool_size=1")
     try:
         store.exact_subset_max = 10  # make a 1 % filter (30 passages) take the HNSW walk
         queries = unit(10, seed=8)
         one_percent = parse_filter({"bucket": 7})
-        walked = store.dense_search(queries, 10, one_percent)
+        walks = graph_walks(store)
+        walked = [store._approximate(q, 10, one_percent, False, store._shape())
+                  for q in queries]  # the walk alone, without the exact fallback
+        assert graph_walks(store) == walks + len(queries)
         assert all(len(hits) == 10 for hits in walked)
+        assert walked == store.dense_search(queries, 10, one_percent)
         rows = store.passages([i for hits in walked for i, _ in hits])
         assert {r.metadata["bucket"] for r in rows.values()} == {7}
         assert overlap(walked, store.dense_search(queries, 10, one_percent, exact=True)) >= 0.9
@@ -484,7 +500,7 @@ def test_serving_warns_when_the_graph_does_not_fit_in_shared_buffers(url, monkey
         for thread in threading.enumerate():
             if thread.name == "bertsearch-warm":
                 thread.join(timeout=30)
-    assert [r.getMessage() for r in caplog.records] == [
+    assert [r.getMessage() for r in caplog.records if r.name == "bertsearch.server"] == [
         "The HNSW graph (201 MB) does not fit in the server's shared_buffers (128 MB): "
         "searches read its pages from the operating system over and over (a 201 MB graph "
         "in 128 MB made them 1.5x slower). Raise shared_buffers above the graph's size."]
@@ -493,8 +509,9 @@ def test_serving_warns_when_the_graph_does_not_fit_in_shared_buffers(url, monkey
 def test_warming_loads_the_graph_into_shared_buffers(url):
     store, _ = hnsw_store(url, n_docs=300)
     try:
-        store._run(lambda conn: conn.execute("CREATE EXTENSION pg_buffercache; "
-                                             "CREATE EXTENSION pg_prewarm"))
+        store._run(lambda conn: conn.execute(  # pg_prewarm off the search path
+            "CREATE EXTENSION pg_buffercache; CREATE SCHEMA tools; "
+            "CREATE EXTENSION pg_prewarm SCHEMA tools"))
 
         def cached() -> int:
             return store._query(
@@ -509,5 +526,10 @@ def test_warming_loads_the_graph_into_shared_buffers(url):
         assert cached() == 0
         store.warm()
         assert cached() == blocks > 0
+        store._run(lambda conn: conn.execute(
+            "SELECT pg_buffercache_evict_relation('passages_embedding_hnsw')"))
+        store._memory = lambda: (blocks * 8192, blocks * 8192 - 1)  # as if it did not fit
+        store.warm()
+        assert cached() == 0
     finally:
         store.close()
