@@ -237,18 +237,29 @@ class KeywordCopy:
         postings = self.postings
         if postings is not None and generation == self._generation:
             return postings
-        wanted = source.token_passage_ids()
-        have = postings.ids() if postings is not None else np.zeros(0, dtype=np.int64)
-        missing = np.setdiff1d(wanted, have, assume_unique=True)
         epoch = source.settings().get(KEYWORD_EPOCH)
-        if postings is None or len(missing) > len(wanted) // 2 or epoch != self._epoch:
+        if postings is None or epoch != self._epoch:
             postings, generation = source.read_all_tokens()
         else:
-            postings.remove(np.setdiff1d(have, wanted, assume_unique=True))
-            if len(missing):
-                postings.add(missing, source.read_tokens(missing))
+            postings = self._caught_up_in_part(source, postings)
+            if postings is None:  # most passages are new: reading it whole is cheaper
+                postings, generation = source.read_all_tokens()
         # only now: a read that failed is tried again by the next search
         self.postings, self._generation, self._epoch = postings, generation, epoch
+        return postings
+
+    @staticmethod
+    def _caught_up_in_part(source: TokenSource, postings: Bm25Postings,
+                           ) -> Bm25Postings | None:
+        """The copy with the passages that went removed and those that came added, or None
+        when most passages are new."""
+        wanted, have = source.token_passage_ids(), postings.ids()
+        missing = np.setdiff1d(wanted, have, assume_unique=True)
+        if len(missing) > len(wanted) // 2:
+            return None
+        postings.remove(np.setdiff1d(have, wanted, assume_unique=True))
+        if len(missing):
+            postings.add(missing, source.read_tokens(missing))
         return postings
 
 

@@ -282,19 +282,18 @@ class Index:
 
     def _ranked(self, query: str, depth: int, names, where, vector,
                 ) -> dict[str, list[tuple[int, float]]]:
-        """Each named list's top `depth` `(passage id, score)`, best first."""
+        """Each named list's top `depth` `(passage id, score)`, best first (called inside
+        the search's `store.one_search()`)."""
         self._refuse_damage()
-        with self.store.one_search():
-            self.refresh()
-            ranked = {}
-            for name in names:
-                if name == "keyword":
-                    ranked[name] = self.store.keyword_search(keyword_terms(query), depth,
-                                                             where)
-                else:
-                    ranked[name] = self.store.dense_search(
-                        np.asarray(vector).reshape(1, -1), depth, where,
-                        first_only=name == "first")[0]
+        self.refresh()
+        ranked = {}
+        for name in names:
+            if name == "keyword":
+                ranked[name] = self.store.keyword_search(keyword_terms(query), depth, where)
+            else:
+                ranked[name] = self.store.dense_search(np.asarray(vector).reshape(1, -1),
+                                                       depth, where,
+                                                       first_only=name == "first")[0]
         return ranked
 
     def rankings(self, query: str, depth: int, *, lists=("dense", "keyword", "first"),

@@ -45,6 +45,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -220,6 +221,15 @@ class Shape(NamedTuple):
         return "p.embedding <#> %b"
 
 
+@dataclass
+class OneSearch:
+    """What one search keeps (`PostgresStore.one_search`): the generation it read, and the
+    passages its short rankings read along."""
+
+    generation: int | None = None
+    rows: dict[int, PassageRow] = field(default_factory=dict)
+
+
 class PostgresStore(Store):
     """An index in a PostgreSQL database. Thread-safe: a pool of connections, each
     statement or transaction on one of them."""
@@ -238,7 +248,7 @@ class PostgresStore(Store):
         self.damage: str | None = None
         self.ef_search = HNSW_EF_SEARCH
         self._seen = -1  # the generation `refresh` saw last
-        self._pinned = threading.local()  # what `one_search` keeps for one search
+        self._searching = threading.local()  # .search: this thread's OneSearch, if any
         self._lock_session = None  # the connection holding the writer lock, while held
         self._lock = threading.Lock()
         self._cache: dict = {}  # generation-scoped answers (counts, matching documents)
@@ -465,8 +475,9 @@ class PostgresStore(Store):
         try:
             return self._run(transaction, retry)
         finally:
-            if hasattr(self._pinned, "generation"):  # read afresh after this thread's write
-                self._pinned.generation, self._pinned.rows = None, {}
+            search = self._search()
+            if search is not None:  # read afresh after this thread's own write
+                search.generation, search.rows = None, {}
 
     def _refuse_read_only(self) -> None:
         if self.read_only:
@@ -509,27 +520,30 @@ class PostgresStore(Store):
                 [(k, psycopg.types.json.Jsonb(_clean_json(v))) for k, v in values.items()])
 
     def generation(self) -> int:
-        pinning = hasattr(self._pinned, "generation")
-        if pinning and self._pinned.generation is not None:
-            return self._pinned.generation
+        search = self._search()
+        if search is not None and search.generation is not None:
+            return search.generation
         generation = self._query("SELECT value FROM generation")[0][0]
-        if pinning:  # inside one_search: kept for the rest of the search
-            self._pinned.generation = generation
+        if search is not None:  # kept for the rest of the search
+            search.generation = generation
         return generation
+
+    def _search(self) -> OneSearch | None:
+        return getattr(self._searching, "search", None)
 
     @contextlib.contextmanager
     def one_search(self):
         """One read of the generation per search (a round trip each: a hybrid search read
         it three times), and the passages a short ranking read along (`_approximate`)
         kept for the search's `passages` call: see `Store.one_search`."""
-        if hasattr(self._pinned, "generation"):  # nested: the outer context's
+        if self._search() is not None:  # nested: the outer context's
             yield
             return
-        self._pinned.generation, self._pinned.rows = None, {}
+        self._searching.search = OneSearch()
         try:
             yield
         finally:
-            del self._pinned.generation, self._pinned.rows
+            self._searching.search = None
 
     def clear(self, settings: dict) -> None:
         def work(conn):
@@ -752,9 +766,9 @@ class PostgresStore(Store):
     def passages(self, ids: list[int]) -> dict[int, PassageRow]:
         if not ids:
             return {}
-        kept = getattr(self._pinned, "rows", {})
-        if all(i in kept for i in ids):  # read with this search's ranking
-            return {i: kept[i] for i in ids}
+        search = self._search()
+        if search is not None and all(i in search.rows for i in ids):  # read along
+            return {i: search.rows[i] for i in ids}
         rows = self._query(
             f"SELECT {_PASSAGE_COLUMNS} FROM passages p JOIN documents d ON d.id = "
             f"p.document_id WHERE p.id = ANY(%s::bigint[])", [[int(i) for i in ids]])
@@ -846,7 +860,8 @@ class PostgresStore(Store):
         it goes on past the candidate list until `k` passages pass the filter or
         `hnsw.max_scan_tuples` is reached. A short list (a page of hits) brings its
         passages along, kept for the `passages` call of the same search (`one_search`)."""
-        with_rows = k <= ROWS_WITH_RANKING and hasattr(self._pinned, "rows")
+        search = self._search()
+        with_rows = k <= ROWS_WITH_RANKING and search is not None
         conditions, params = ["TRUE"], [query]  # the full score, in the select list
         if where is not None:
             predicate, extra = compile_filter(where)
@@ -879,7 +894,7 @@ class PostgresStore(Store):
 
         rows = self._run(work)
         if with_rows:
-            self._pinned.rows.update((r[0], _passage(r[2:])) for r in rows)
+            search.rows.update((r[0], _passage(r[2:])) for r in rows)
         return sorted(((r[0], float(r[1])) for r in rows), key=lambda hit: (-hit[1], hit[0]))
 
     def keyword_search(self, terms: list[tuple[str, ...]], k: int,

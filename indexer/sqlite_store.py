@@ -491,21 +491,27 @@ class SQLiteStore(Store):
         return [_passage(r) for r in rows]
 
     def matching_passages(self, where: Filter) -> np.ndarray:
-        """The ids of the passages whose document matches `where`, sorted. The last few
-        filters' answers are kept until the index changes: a filter is usually asked again
-        (one tenant, one folder), and evaluating it over every document's metadata costs
-        more than the vector search it narrows."""
-        key, generation = repr(where), self.generation()
+        """The ids of the passages whose document matches `where`, sorted."""
+        def compute():
+            sql, params = compile_filter(where)
+            rows = self._query(
+                f"SELECT id FROM passages WHERE document_id IN "
+                f"(SELECT d.id FROM documents d WHERE {sql}) ORDER BY id", params)
+            return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+        return self._cached_subset(repr(where), compute)
+
+    def _cached_subset(self, key, compute) -> np.ndarray:
+        """`compute()`, kept for the last few keys until the index changes: a filter is
+        usually asked again (one tenant, one folder), and evaluating it over every
+        document's metadata costs more than the vector search it narrows."""
+        generation = self.generation()  # read first: a later write only makes this stale
         with self.lock:
             cached = self._subsets.get(key)
             if cached is not None and cached[0] == generation:
                 self._subsets.move_to_end(key)
                 return cached[1]
-        sql, params = compile_filter(where)
-        rows = self._query(
-            f"SELECT id FROM passages WHERE document_id IN "
-            f"(SELECT d.id FROM documents d WHERE {sql}) ORDER BY id", params)
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        ids = compute()
         with self.lock:
             self._subsets[key] = (generation, ids)
             while len(self._subsets) > CACHED_FILTERS:
@@ -528,21 +534,10 @@ class SQLiteStore(Store):
                 for srow, irow in zip(scores, ids)]
 
     def _first_matching(self, where: Filter) -> np.ndarray:
-        """The first passages of the documents matching `where`: one array per filter and
-        generation, like `matching_passages` (so the vectors gathered for it are kept too)."""
-        generation = self.generation()  # read first: a later write only makes this stale
-        key = ("first", repr(where))
-        with self.lock:
-            cached = self._subsets.get(key)
-            if cached is not None and cached[0] == generation:
-                return cached[1]
-        first = np.intersect1d(self.matching_passages(where), self._first_passages(),
-                               assume_unique=True)
-        with self.lock:
-            self._subsets[key] = (generation, first)
-            while len(self._subsets) > CACHED_FILTERS:
-                self._subsets.popitem(last=False)
-        return first
+        """The first passages of the documents matching `where`, kept like
+        `matching_passages` (so the vectors gathered for it are kept too)."""
+        return self._cached_subset(("first", repr(where)), lambda: np.intersect1d(
+            self.matching_passages(where), self._first_passages(), assume_unique=True))
 
     def _first_passages(self) -> np.ndarray:
         """Ids of every document's first passage, sorted (one array per generation)."""

@@ -125,17 +125,6 @@ def test_a_graph_of_full_precision_vectors_from_older_indexes_is_still_walked(ur
         store.close()
 
 
-def test_advice_when_the_graph_does_not_fit_in_shared_buffers(url, monkeypatch):
-    store, _ = hnsw_store(url, n_docs=300)
-    try:
-        assert "advice" not in store.describe()["hnsw"]
-        monkeypatch.setattr(store, "_memory", lambda: (201 * 2**20, 128 * 2**20))
-        advice = store.describe()["hnsw"]["advice"]
-        assert "(201 MB)" in advice and "(128 MB)" in advice and "shared_buffers" in advice
-    finally:
-        store.close()
-
-
 def test_one_search_reads_the_generation_once_and_keeps_a_pages_passages(url):
     store, _ = hnsw_store(url, n_docs=300)
     other = open_store(url)
@@ -146,14 +135,14 @@ def test_one_search_reads_the_generation_once_and_keeps_a_pages_passages(url):
             other.save_settings({"note": 1})  # another process writes meanwhile
             assert store.generation() == before  # the search goes on with its reading
             hits = store.dense_search(unit(1, seed=5), 10)[0]
-            assert {i for i, _ in hits} <= store._pinned.rows.keys()  # read along
+            assert {i for i, _ in hits} <= store._search().rows.keys()  # read along
             kept = store.passages([i for i, _ in hits])
             with store.one_search():  # nested: the same search
                 assert store.generation() == before
             store.save_settings({"note": 2})  # its own write: read afresh
-            assert store._pinned.rows == {}
+            assert store._search().rows == {}
             assert store.generation() == before + 2
-        assert not hasattr(store._pinned, "rows")
+        assert store._search() is None
         assert store.generation() == before + 2
         assert kept == store.passages([i for i, _ in hits])  # read along == read after
     finally:
