@@ -84,8 +84,8 @@ DEFAULT_POOL_SIZE = 4
 # The graph of the embedded store's FAISS HNSW (ef_construction 400 found no better recall).
 # The candidate list is shorter than FAISS's 256: pgvector pays more per candidate. On
 # 100,000 distinct linux-docs passages (half-precision graph; bench/postgres.py
-# --real-index, bench/RESULTS.md) ef_search 80 reached recall@10 0.987-0.989 at 1.9-2.0x
-# the embedded store's p50; 60: 0.980-0.982 (too near the 0.98 floor), 100: 0.991 at 2.3x.
+# --real-index, bench/RESULTS.md) ef_search 80 reached recall@10 0.987-0.989 at 1.9-2.2x
+# the embedded store's p50; 60: 0.980-0.982 (on the 0.98 floor) at 1.7-2.0x; 100: 0.991.
 HNSW_M = HNSW_NEIGHBOURS
 HNSW_EF_CONSTRUCTION = FAISS_EF_CONSTRUCTION
 HNSW_EF_SEARCH = 80
