@@ -873,9 +873,14 @@ class PostgresStore(Store):
         # ten vectors through one cost 0.5 ms a search (measured)
         columns = f", {_PASSAGE_COLUMNS}" if with_rows else ""
         join = " JOIN documents d ON d.id = p.document_id" if with_rows or where else ""
+        # without a filter the limit is written into the statement: psycopg prepares it, and
+        # PostgreSQL then keeps one generic plan instead of planning every search (a limit
+        # it cannot see makes the generic plan look dear): 0.25 ms a search, measured. A
+        # filter's values still get a plan of their own (its selectivity picks the plan).
+        limit = str(int(k)) if where is None else "%s"
         sql = (f"SELECT p.id, inner_product(p.embedding, %b){columns} FROM passages p{join} "
-               f"WHERE {' AND '.join(conditions)} ORDER BY {shape.distance()} LIMIT %s")
-        params += [query, k]  # the graph's distance, the limit
+               f"WHERE {' AND '.join(conditions)} ORDER BY {shape.distance()} LIMIT {limit}")
+        params += [query] if where is None else [query, k]  # the graph's distance, the limit
         knobs = {}
         # a filter, or a list long for the candidate list (a few invisible rows, deleted
         # and not yet vacuumed, would leave it short and send it to the exact scan): scan on

@@ -125,6 +125,25 @@ def test_a_graph_of_full_precision_vectors_from_older_indexes_is_still_walked(ur
         store.close()
 
 
+def test_a_walk_without_filter_is_planned_once_not_every_search(url):
+    store, _ = hnsw_store(url + "&pool_size=1", n_docs=300)
+    try:
+        queries = unit(20, seed=2)
+        for query in queries:  # psycopg prepares a statement after its fifth run
+            with store.one_search():
+                store.dense_search(query.reshape(1, -1), 10)
+            store.dense_search(query.reshape(1, -1), 10)
+        plans = store._query(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE "
+            "statement LIKE 'SELECT p.id, inner_product(%%'")
+        assert len(plans) == 2  # with and without the page's passages
+        # PostgreSQL plans a prepared statement's first five runs for their values, then
+        # keeps a generic plan when that costs no more
+        assert plans == [(len(queries) - 10, 5)] * 2
+    finally:
+        store.close()
+
+
 def test_one_search_reads_the_generation_once_and_keeps_a_pages_passages(url):
     store, _ = hnsw_store(url, n_docs=300)
     other = open_store(url)
