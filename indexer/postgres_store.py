@@ -76,18 +76,20 @@ from .store import (
     Store,
     StoredDocument,
 )
-from .vectors import EXACT_SUBSET_MAX, HNSW_NEIGHBOURS, choose_kind
-from .vectors import HNSW_EF_CONSTRUCTION as FAISS_EF_CONSTRUCTION
+from .vectors import EXACT_SUBSET_MAX, choose_kind
 
 DEFAULT_SCHEMA = "bertsearch"
 DEFAULT_POOL_SIZE = 4
-# The graph of the embedded store's FAISS HNSW (ef_construction 400 found no better recall).
-# The candidate list is shorter than FAISS's 256: pgvector pays more per candidate. On
-# 100,000 distinct linux-docs passages (half-precision graph; bench/postgres.py
-# --real-index, bench/RESULTS.md) ef_search 80 reached recall@10 0.987-0.989 at 1.9-2.2x
-# the embedded store's p50; 60: 0.980-0.982 (on the 0.98 floor) at 1.7-2.0x; 100: 0.991.
-HNSW_M = HNSW_NEIGHBOURS
-HNSW_EF_CONSTRUCTION = FAISS_EF_CONSTRUCTION
+# A sparser graph than the embedded store's FAISS one (m 32, ef_construction 200), built
+# with more care: pgvector reads a page for every neighbour it scores, so each of the 2 * m
+# neighbours a step looks at costs more than in FAISS, and a better-built graph needs fewer
+# steps. On 100,000 distinct linux-docs passages (half-precision graph; bench/postgres.py
+# --real-index, bench/RESULTS.md), paired against the embedded store's p50 at ef_search 80:
+# m 24 / ef_construction 400 recall@10 0.988 at 1.6-1.7x; m 32 / 200 0.987 at 1.9-2.1x;
+# m 24 / 200 0.987 at 1.6x but 0.974 at ef_search 60; m 16 and 20 below 0.985 at 80. The
+# candidate list is shorter than FAISS's 256 for the same reason.
+HNSW_M = 24
+HNSW_EF_CONSTRUCTION = 400
 HNSW_EF_SEARCH = 80
 # a dense ranking at most this long reads its passages along (a page of hits; deeper lists
 # are fused or grouped, and only the passages shown are read)

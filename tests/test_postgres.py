@@ -57,12 +57,12 @@ def test_hnsw_is_recorded_and_finds_what_exact_search_finds(url):
     store, vectors = hnsw_store(url + "&pool_size=1")
     try:
         settings = store.settings()
-        assert (settings["hnsw_m"], settings["hnsw_ef_construction"]) == (32, 200)
+        assert (settings["hnsw_m"], settings["hnsw_ef_construction"]) == (24, 400)
         described = store.describe()["hnsw"]
         graph, buffers = store._query(
             "SELECT pg_relation_size('passages_embedding_hnsw'), "
             "pg_size_bytes(current_setting('shared_buffers'))")[0]
-        assert described == {"m": 32, "ef_construction": 200, "ef_search": 80,
+        assert described == {"m": 24, "ef_construction": 400, "ef_search": 80,
                              "vectors": "halfvec", "graph_mb": round(graph / 2**20, 1),
                              "shared_buffers_mb": round(buffers / 2**20, 1)}
         assert store.describe()["vector_index"] == "hnsw"
