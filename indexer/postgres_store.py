@@ -94,6 +94,8 @@ HNSW_EF_SEARCH = 80
 # a dense ranking at most this long reads its passages along (a page of hits; deeper lists
 # are fused or grouped, and only the passages shown are read)
 ROWS_WITH_RANKING = 20
+# what an unfiltered walk's limit is rounded up to (see `_approximate`)
+LIMIT_STEPS = (10, 20, 50, 100, 200, 500, 1000)
 HALFVEC_MAX_DIMENSIONS = 4000  # pgvector's limit for an HNSW index over halfvec
 MAX_BUILD_MEMORY_KB = 1024 * 1024  # maintenance_work_mem for building the graph, at most
 MIN_PGVECTOR = (0, 8)  # iterative index scans
@@ -874,22 +876,26 @@ class PostgresStore(Store):
         # the score computed in the select list, not over a CTE of the found rows: carrying
         # ten vectors through one cost 0.5 ms a search (measured)
         columns = f", {_PASSAGE_COLUMNS}" if with_rows else ""
-        join = " JOIN documents d ON d.id = p.document_id" if with_rows or where else ""
-        # without a filter the limit is written into the statement: psycopg prepares it, and
-        # PostgreSQL then keeps one generic plan instead of planning every search (a limit
-        # it cannot see makes the generic plan look dear): 0.25 ms a search, measured. A
-        # filter's values still get a plan of their own (its selectivity picks the plan).
-        limit = str(int(k)) if where is None else "%s"
+        join = " JOIN documents d ON d.id = p.document_id" if with_rows or where is not None \
+            else ""
+        # without a filter the limit is written into the statement, rounded up to a step:
+        # psycopg prepares it, and PostgreSQL then keeps one generic plan instead of planning
+        # every search (a limit it cannot see makes the generic plan look dear): 0.25 ms a
+        # search, measured; the steps keep the statements few (psycopg prepares at most 100
+        # per connection). A filter's values still get a plan of their own (its
+        # selectivity picks the plan).
+        asked = k if where is not None else next((s for s in LIMIT_STEPS if s >= k), k)
+        limit = "%s" if where is not None else str(int(asked))
         sql = (f"SELECT p.id, inner_product(p.embedding, %b){columns} FROM passages p{join} "
                f"WHERE {' AND '.join(conditions)} ORDER BY {shape.distance()} LIMIT {limit}")
-        params += [query] if where is None else [query, k]  # the graph's distance, the limit
+        params += [query, k] if where is not None else [query]  # the graph's order, limit
         knobs = {}
         # a filter, or a list long for the candidate list (a few invisible rows, deleted
         # and not yet vacuumed, would leave it short and send it to the exact scan): scan on
-        if len(conditions) > 1 or k > self.ef_search // 2:
+        if len(conditions) > 1 or asked > self.ef_search // 2:
             knobs["hnsw.iterative_scan"] = "relaxed_order"
-        if k > self.ef_search:  # a candidate list at least k long
-            knobs["hnsw.ef_search"] = str(min(k, 1000))
+        if asked > self.ef_search:  # a candidate list at least as long as the list asked
+            knobs["hnsw.ef_search"] = str(min(asked, 1000))
 
         def work(conn):
             if not knobs:
@@ -902,7 +908,8 @@ class PostgresStore(Store):
         rows = self._run(work)
         if with_rows:
             search.rows.update((r[0], _passage(r[2:])) for r in rows)
-        return sorted(((r[0], float(r[1])) for r in rows), key=lambda hit: (-hit[1], hit[0]))
+        found = sorted(((r[0], float(r[1])) for r in rows), key=lambda hit: (-hit[1], hit[0]))
+        return found[:k]
 
     def keyword_search(self, terms: list[tuple[str, ...]], k: int,
                        where: Filter | None = None) -> list[tuple[int, float]]:
