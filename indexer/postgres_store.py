@@ -876,8 +876,8 @@ class PostgresStore(Store):
         # the score computed in the select list, not over a CTE of the found rows: carrying
         # ten vectors through one cost 0.5 ms a search (measured)
         columns = f", {_PASSAGE_COLUMNS}" if with_rows else ""
-        join = " JOIN documents d ON d.id = p.document_id" if with_rows or where is not None \
-            else ""
+        join = (" JOIN documents d ON d.id = p.document_id"
+                if with_rows or where is not None else "")
         # without a filter the limit is written into the statement, rounded up to a step:
         # psycopg prepares it, and PostgreSQL then keeps one generic plan instead of planning
         # every search (a limit it cannot see makes the generic plan look dear): 0.25 ms a
