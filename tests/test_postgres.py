@@ -344,6 +344,53 @@ def test_the_writer_lock_names_its_holder_and_dies_with_it(url):
         store.close()
 
 
+def first_passages_by_hand(store, query, k, bucket=None):
+    """The documents' first passages ranked by brute force (inner product, ties by id)."""
+    rows = [store.document_passages(doc_id)[0] for doc_id, _, _ in store.iter_documents()]
+    rows = [r for r in rows if bucket is None or r.metadata.get("bucket") == bucket]
+    assert all(r.ordinal == 0 for r in rows)
+    vectors = store.stored_vectors([r.id for r in rows])
+    scored = sorted(((float(vectors[r.id] @ query), r.id) for r in rows),
+                    key=lambda s: (-s[0], s[1]))
+    return [i for _, i in scored[:k]]
+
+
+def test_first_passages_are_scored_in_memory_through_every_change(url):
+    store = open_store(url, create=True)
+    other = open_store(url)  # another process changes the index meanwhile
+    try:
+        store.save_settings({"dimension": 16, "index_type": "flat"})
+        store.write_documents([document(f"d{i}", 3, metadata={"bucket": i % 4})
+                               for i in range(40)], unit(120, seed=1))
+        queries = unit(6, seed=8)
+
+        def agree(bucket=None):
+            where = None if bucket is None else parse_filter({"bucket": bucket})
+            for query in queries:
+                found = store.dense_search(query.reshape(1, -1), 7, where, first_only=True)[0]
+                assert [i for i, _ in found] == first_passages_by_hand(store, query, 7, bucket)
+            assert store._firsts._state.generation == store.generation()  # the copy ranked
+
+        agree()
+        agree(bucket=1)  # a few documents: their first passages among themselves
+        other.write_documents([document(f"n{i}", 2) for i in range(5)], unit(10, seed=2))
+        other.write_documents([document("d3", 2, words="changed")], unit(2, seed=3))
+        other.delete_documents([other.stored_document("d7").id])
+        agree()  # added, replaced (new ids) and deleted first passages followed
+        target = first_passages_by_hand(store, queries[0], 50)[-1]  # the worst first one
+        store._run(lambda conn: conn.execute(  # damage, not a write: the copy is not told
+            "UPDATE passages SET embedding = %s::vector WHERE id = %s",
+            [str([2.0] + [0.0] * 15), target]))
+        _, repairs = other.check(repair=True, reembed=lambda rows: queries[:1] * len(rows))
+        assert repairs  # recomputed in place, under the same id: the copy reads it again
+        top = store.dense_search(queries[:1], 1, first_only=True)[0]
+        assert [i for i, _ in top] == [target] and top[0][1] == pytest.approx(1.0, abs=1e-5)
+        agree()
+    finally:
+        other.close()
+        store.close()
+
+
 def test_check_finds_and_repairs_damage(url):
     store = open_store(url, create=True)
     try:

@@ -1,0 +1,98 @@
+"""An in-memory copy of every document's first passage vector, for a store that keeps its
+vectors in a database server (the PostgreSQL store).
+
+Hybrid search by documents ranks the documents' first passages too (where a page says what it
+is about), exactly while there are few enough of them. Scoring them in the database reads
+each one's row from the heap on every search (2.3 ms for 3,067 documents, measured); scoring
+a copy in memory takes 0.08 ms. The copy is caught up per generation like the keyword copy
+(`indexer.bm25.KeywordCopy`): passage ids are never reused, so the ids read tell which
+vectors are new and which are gone, and only the new ones are fetched; a vector repaired in
+place under its id (`check --repair`) moves the `VECTOR_EPOCH` setting, and the copy is then
+read whole.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+VECTOR_EPOCH = "vector_epoch"  # a setting, moved when vectors change under their ids
+
+
+class FirstPassageSource(Protocol):
+    def generation(self) -> int: ...
+
+    def settings(self) -> dict: ...
+
+    def first_passages(self) -> tuple[np.ndarray, np.ndarray]:
+        """`(passage ids, their document ids)` of every document's first passage."""
+
+    def stored_vectors(self, ids: list[int]) -> dict[int, np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class FirstVectors:
+    """One caught-up state: ids ascending, their documents, their vectors (rows alike)."""
+
+    generation: int
+    epoch: object
+    ids: np.ndarray
+    documents: np.ndarray
+    vectors: np.ndarray
+
+    def top(self, query: np.ndarray, k: int, documents: list[int] | None = None,
+            ) -> list[tuple[int, float]]:
+        """The `k` best first passages by inner product, ties by id (a brute-force
+        search's order), among those of `documents` when given."""
+        ids, vectors = self.ids, self.vectors
+        if documents is not None:
+            keep = np.isin(self.documents, np.asarray(documents, dtype=np.int64))
+            ids, vectors = ids[keep], vectors[keep]
+        if not len(ids):
+            return []
+        scores = vectors @ np.asarray(query, dtype=np.float32).reshape(-1)
+        order = np.lexsort((ids, -scores))[:k]
+        return [(int(ids[i]), float(scores[i])) for i in order]
+
+
+class FirstPassageCopy:
+    """The copy, shared by a store's threads: `current(source)` is caught up to the
+    source's generation (one reader catches up, the others wait for it)."""
+
+    def __init__(self) -> None:
+        self._state: FirstVectors | None = None
+        self._lock = threading.Lock()
+
+    def current(self, source: FirstPassageSource) -> FirstVectors:
+        generation = source.generation()  # read first: a later write only makes it stale
+        state = self._state
+        if state is not None and state.generation == generation:
+            return state
+        with self._lock:
+            state = self._state
+            if state is None or state.generation != generation:
+                state = self._caught_up(source, state, generation)
+                self._state = state  # only now: a read that failed is tried again
+            return state
+
+    @staticmethod
+    def _caught_up(source: FirstPassageSource, state: FirstVectors | None,
+                   generation: int) -> FirstVectors:
+        epoch = source.settings().get(VECTOR_EPOCH)
+        ids, documents = source.first_passages()
+        order = np.argsort(ids, kind="stable")
+        ids, documents = ids[order], documents[order]
+        known = {} if state is None or state.epoch != epoch else dict(
+            zip(state.ids.tolist(), state.vectors))
+        listed = ids.tolist()
+        missing = [i for i in listed if i not in known]
+        fetched = source.stored_vectors(missing) if missing else {}
+        present = [n for n, i in enumerate(listed) if i in known or i in fetched]
+        ids, documents = ids[present], documents[present]  # deleted meanwhile: gone
+        rows = [known[i] if i in known else fetched[i] for i in ids.tolist()]
+        vectors = (np.stack(rows).astype(np.float32, copy=False) if rows
+                   else np.zeros((0, 0), dtype=np.float32))
+        return FirstVectors(generation, epoch, ids, documents, vectors)
