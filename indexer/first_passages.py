@@ -8,7 +8,8 @@ a copy in memory takes 0.08 ms. The copy is caught up per generation like the ke
 (`indexer.bm25.KeywordCopy`): passage ids are never reused, so the ids read tell which
 vectors are new and which are gone, and only the new ones are fetched; a vector repaired in
 place under its id (`check --repair`) moves the `VECTOR_EPOCH` setting, and the copy is then
-read whole.
+read whole. It is for a few documents (`EXACT_SUBSET_MAX`: ~30 MB at 384 dimensions); a
+store that outgrows that drops it (`forget`).
 """
 
 from __future__ import annotations
@@ -54,7 +55,11 @@ class FirstVectors:
         if not len(ids):
             return []
         scores = vectors @ np.asarray(query, dtype=np.float32).reshape(-1)
-        order = np.lexsort((ids, -scores))[:k]
+        best = np.arange(len(scores))
+        if len(scores) > k:  # the k best and any tied with the last of them, then sorted
+            cut = np.partition(scores, len(scores) - k)[len(scores) - k]
+            best = np.flatnonzero(scores >= cut)
+        order = best[np.lexsort((ids[best], -scores[best]))][:k]
         return [(int(ids[i]), float(scores[i])) for i in order]
 
 
@@ -78,6 +83,11 @@ class FirstPassageCopy:
                 self._state = state  # only now: a read that failed is tried again
             return state
 
+    def forget(self) -> None:
+        """Drop the copy (the store outgrew it); a later use reads it whole."""
+        with self._lock:
+            self._state = None
+
     @staticmethod
     def _caught_up(source: FirstPassageSource, state: FirstVectors | None,
                    generation: int) -> FirstVectors:
@@ -85,14 +95,22 @@ class FirstPassageCopy:
         ids, documents = source.first_passages()
         order = np.argsort(ids, kind="stable")
         ids, documents = ids[order], documents[order]
-        known = {} if state is None or state.epoch != epoch else dict(
-            zip(state.ids.tolist(), state.vectors))
-        listed = ids.tolist()
-        missing = [i for i in listed if i not in known]
+        known = np.zeros(len(ids), dtype=bool)
+        if state is not None and state.epoch == epoch and len(state.ids):
+            at = np.minimum(np.searchsorted(state.ids, ids), len(state.ids) - 1)
+            known = state.ids[at] == ids
+            if known.all() and len(ids) == len(state.ids):  # no first passage came or went
+                return FirstVectors(generation, epoch, ids, documents, state.vectors)
+        missing = ids[~known].tolist()
         fetched = source.stored_vectors(missing) if missing else {}
-        present = [n for n, i in enumerate(listed) if i in known or i in fetched]
-        ids, documents = ids[present], documents[present]  # deleted meanwhile: gone
-        rows = [known[i] if i in known else fetched[i] for i in ids.tolist()]
-        vectors = (np.stack(rows).astype(np.float32, copy=False) if rows
-                   else np.zeros((0, 0), dtype=np.float32))
-        return FirstVectors(generation, epoch, ids, documents, vectors)
+        dimension = (state.vectors.shape[1] if known.any() else
+                     len(next(iter(fetched.values()))) if fetched else 0)
+        vectors = np.zeros((len(ids), dimension), dtype=np.float32)
+        if known.any():
+            vectors[known] = state.vectors[at[known]]
+        for row in np.flatnonzero(~known):
+            if int(ids[row]) in fetched:
+                vectors[row] = fetched[int(ids[row])]
+        present = known | np.isin(ids, np.fromiter(fetched, dtype=np.int64, count=len(fetched)))
+        return FirstVectors(generation, epoch, ids[present], documents[present],
+                            vectors[present])  # deleted meanwhile: gone

@@ -848,8 +848,9 @@ class PostgresStore(Store):
             found = self._approximate(query, k, where, first_only, shape)
             if len(found) >= expected:
                 return found
-        if first_only and (where is None or scope is not None) and \
-                shape.documents <= self.exact_subset_max:  # few: scored in memory
+        if first_only and shape.documents > self.exact_subset_max:
+            self._firsts.forget()  # too many to keep: the graph or SQL ranks them
+        elif first_only and (where is None or scope is not None):  # few: scored in memory
             return self._firsts.current(self).top(query, k, scope)
         conditions, params = ["TRUE"], [query]
         if scope is not None:
@@ -981,9 +982,9 @@ class PostgresStore(Store):
             "GROUP BY u.lexeme", [ids.tolist()]))
 
     def warm(self) -> None:
-        """Read the keyword copy now, and load the HNSW graph into the server's shared
-        buffers when it fits and the server has `pg_prewarm`, so the first searches wait
-        for neither."""
+        """Read the keyword copy and the first passages' vectors (when few enough) now, and
+        load the HNSW graph into the server's shared buffers when it fits and the server has
+        `pg_prewarm`, so the first searches wait for none of them."""
         self.refresh()
         self._keywords.warm(self)
         shape = self._shape()

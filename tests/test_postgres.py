@@ -381,7 +381,8 @@ def test_first_passages_are_scored_in_memory_through_every_change(url):
         store._run(lambda conn: conn.execute(  # damage, not a write: the copy is not told
             "UPDATE passages SET embedding = %s::vector WHERE id = %s",
             [str([2.0] + [0.0] * 15), target]))
-        _, repairs = other.check(repair=True, reembed=lambda rows: queries[:1] * len(rows))
+        _, repairs = other.check(repair=True,
+                                 reembed=lambda rows: np.repeat(queries[:1], len(rows), 0))
         assert repairs  # recomputed in place, under the same id: the copy reads it again
         top = store.dense_search(queries[:1], 1, first_only=True)[0]
         assert [i for i, _ in top] == [target] and top[0][1] == pytest.approx(1.0, abs=1e-5)
