@@ -23,6 +23,8 @@ from typing import Protocol
 
 import numpy as np
 
+from .ranking import best_k
+
 K1, B = 1.2, 0.75
 MIN_IDF = 1e-6  # FTS5's floor for terms in more than half the passages
 # a setting a repair of the keyword index changes, so every process reads its copy again (a
@@ -280,12 +282,4 @@ def top_k(total: np.ndarray, matched: np.ndarray, k: int,
     else:
         subset = subset[subset < len(matched)]
         candidates = subset[matched[subset]]
-    if not len(candidates) or k < 1:
-        return []
-    scores = total[candidates]
-    if len(candidates) > k:
-        cut = np.partition(scores, len(scores) - k)[len(scores) - k]
-        keep = scores >= cut  # ties at the cut all stay, so the lowest ids win them
-        candidates, scores = candidates[keep], scores[keep]
-    order = np.lexsort((candidates, -scores))[:k]
-    return [(int(candidates[i]), float(scores[i])) for i in order]
+    return best_k(candidates, total[candidates], k)

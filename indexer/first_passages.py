@@ -20,6 +20,8 @@ from typing import Protocol
 
 import numpy as np
 
+from .ranking import best_k
+
 VECTOR_EPOCH = "vector_epoch"  # a setting, moved when vectors change under their ids
 
 
@@ -52,15 +54,10 @@ class FirstVectors:
         if documents is not None:
             keep = np.isin(self.documents, np.asarray(documents, dtype=np.int64))
             ids, vectors = ids[keep], vectors[keep]
-        if not len(ids):
+        if not len(ids) or k < 1:  # (an empty copy's vectors have no columns to score)
             return []
         scores = vectors @ np.asarray(query, dtype=np.float32).reshape(-1)
-        best = np.arange(len(scores))
-        if len(scores) > k:  # the k best and any tied with the last of them, then sorted
-            cut = np.partition(scores, len(scores) - k)[len(scores) - k]
-            best = np.flatnonzero(scores >= cut)
-        order = best[np.lexsort((ids[best], -scores[best]))][:k]
-        return [(int(ids[i]), float(scores[i])) for i in order]
+        return best_k(ids, scores, k)
 
 
 class FirstPassageCopy:
@@ -85,8 +82,9 @@ class FirstPassageCopy:
 
     def forget(self) -> None:
         """Drop the copy (the store outgrew it); a later use reads it whole."""
-        with self._lock:
-            self._state = None
+        if self._state is not None:  # no lock taken on every search of a large index
+            with self._lock:
+                self._state = None
 
     @staticmethod
     def _caught_up(source: FirstPassageSource, state: FirstVectors | None,

@@ -22,8 +22,12 @@ the order of a brute-force search) when asked, for small collections (`auto`, as
 embedded store) and for filters that match at most `EXACT_SUBSET_MAX` passages; otherwise
 it walks the HNSW graph (built over half-precision copies of the vectors; what it finds is
 scored at full precision), a filtered walk with iterative scans (`hnsw.iterative_scan`), so
-a broad filter still fills k, and falls back to exact when the walk runs dry. A search
-reads the generation once and a page of hits brings its passages along (`one_search`).
+a broad filter still fills k, and falls back to exact when the walk runs dry (an
+unfiltered walk writes its limit, rounded up to a step, into the statement, so PostgreSQL
+plans it once: `LIMIT_STEPS`). The documents' first passages, while there are at most
+`EXACT_SUBSET_MAX` documents, are scored from an in-memory copy of their vectors instead
+(`indexer.first_passages`). A search reads the generation once and a page of hits brings its
+passages along (`one_search`).
 Keyword search reads the words as `indexer.keywords` sees them (so `CONFIG_DEBUG_FS` stays
 one word, which PostgreSQL's own parser would split) and stems them with the
 `english_stem` dictionary; ranking is BM25 with FTS5's formula over those lexemes, from an
@@ -96,7 +100,8 @@ HNSW_EF_SEARCH = 80
 # are fused or grouped, and only the passages shown are read)
 ROWS_WITH_RANKING = 20
 # what an unfiltered walk's limit is rounded up to (see `_approximate`)
-LIMIT_STEPS = (10, 20, 50, 100, 200, 500, 1000)
+# (the step is what is asked of the graph: k 81 walks a candidate list of 100, k 201 of 300)
+LIMIT_STEPS = (10, 20, 50, 100, 150, 200, 300, 500, 750, 1000)
 HALFVEC_MAX_DIMENSIONS = 4000  # pgvector's limit for an HNSW index over halfvec
 MAX_BUILD_MEMORY_KB = 1024 * 1024  # maintenance_work_mem for building the graph, at most
 MIN_PGVECTOR = (0, 8)  # iterative index scans
@@ -851,6 +856,8 @@ class PostgresStore(Store):
         if first_only and shape.documents > self.exact_subset_max:
             self._firsts.forget()  # too many to keep: the graph or SQL ranks them
         elif first_only and (where is None or scope is not None):  # few: scored in memory
+            # (with this few documents a filter's scope is always listed; kept as a guard,
+            # since the copy cannot apply a filter itself)
             return self._firsts.current(self).top(query, k, scope)
         conditions, params = ["TRUE"], [query]
         if scope is not None:

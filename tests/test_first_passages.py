@@ -49,6 +49,7 @@ def test_ties_at_the_cut_go_to_the_lower_id_and_a_scope_keeps_its_own():
     assert [i for i, _ in state.top(np.array([1, 0]), 9)] == [2, 4, 9, 7, 5]
     assert state.top(np.array([0, 1]), 2, documents=[90, 50]) == [(5, 1.0), (9, 0.0)]
     assert state.top(np.array([0, 1]), 2, documents=[]) == []
+    assert state.top(np.array([0, 1]), 0) == []
 
 
 def test_catching_up_fetches_only_new_vectors_and_rereads_after_a_repair():

@@ -387,6 +387,11 @@ def test_first_passages_are_scored_in_memory_through_every_change(url):
         top = store.dense_search(queries[:1], 1, first_only=True)[0]
         assert [i for i, _ in top] == [target] and top[0][1] == pytest.approx(1.0, abs=1e-5)
         agree()
+        store.exact_subset_max = 30  # an index with more documents than the copy may hold:
+        for query in queries:  # dropped, and the first passages ranked in the database
+            found = store.dense_search(query.reshape(1, -1), 7, first_only=True)[0]
+            assert [i for i, _ in found] == first_passages_by_hand(store, query, 7)
+        assert store._firsts._state is None
     finally:
         other.close()
         store.close()
