@@ -145,15 +145,21 @@ RUNS = [("dense", None), ("dense", {"bucket": 7}), ("hybrid", None), ("hybrid", 
         ("keyword", None)]
 
 
-def measure(name, location, encoder, queries, vectors) -> list[list]:
-    """One table row per mode: p50 / p99 and, for plain dense search, recall@10."""
+def exact_top10(index, vectors) -> list[list[int]]:
+    """Each query's ten nearest passages by the store's exact search (recall's reference)."""
+    return [[i for i, _ in index.store.dense_search(v.reshape(1, -1), 10, exact=True)[0]]
+            for v in vectors]
+
+
+def measure(name, location, encoder, queries, vectors) -> tuple[list[list], list[list[int]]]:
+    """One table row per mode: p50 / p99 and, for plain dense search, recall@10; and the
+    exact top-10s it was measured against."""
     from indexer import Index
 
     rows = []
     with Index.open(location, encoder=encoder) as index:
         index.warm()
-        exact = [[i for i, _ in index.store.dense_search(v.reshape(1, -1), 10, exact=True)[0]]
-                 for v in vectors]
+        exact = exact_top10(index, vectors)
         for mode, spec in RUNS:
             times, found = timings(index, queries, vectors, mode=mode, filter=spec,
                                    group="passages")
@@ -162,23 +168,23 @@ def measure(name, location, encoder, queries, vectors) -> list[list]:
             rows.append([name, mode, f"bucket = {spec['bucket']}" if spec else "-",
                          float(np.percentile(times, 50)), float(np.percentile(times, 99)),
                          recall])
-    return rows
+    return rows, exact
 
 
 def paired_sweep(embedded, url: str, efs: list[str], encoder, queries, vectors,
-                 rounds: int = 3) -> tuple[list[list], float]:
+                 rounds: int = 3, exact=None) -> tuple[list[list], float]:
     """Dense p50 / p99 and recall@10 of PostgreSQL at each hnsw.ef_search, with the ratio to
     the embedded store measured in the same rounds: every round runs all queries on each
     index in turn (the order rotated), so the machine's drift over minutes (seen: 1.7 vs 2.4
-    ms for the same embedded search ten minutes apart) falls on both sides alike."""
+    ms for the same embedded search ten minutes apart) falls on both sides alike. Recall
+    is against `exact` (PostgreSQL's exact top-10s) when given, else computed here."""
     from indexer import Index
 
     joiner = "&" if "?" in url else "?"
     indexes = [Index.open(embedded, encoder=encoder)] + [
         Index.open(f"{url}{joiner}ef_search={ef}", encoder=encoder) for ef in efs]
     try:  # exact search does not depend on ef_search: once, on the first PostgreSQL one
-        exact = [[i for i, _ in indexes[1].store.dense_search(v.reshape(1, -1), 10,
-                                                              exact=True)[0]] for v in vectors]
+        exact = exact if exact is not None else exact_top10(indexes[1], vectors)
         times, found = [[] for _ in indexes], [None for _ in indexes]
         for turn in range(rounds):
             for n in np.roll(np.arange(len(indexes)), -turn):
@@ -281,14 +287,15 @@ def main() -> None:
                 encoder.encode([q])
             embed_ms.append(t.seconds * 1000)
         vectors = encoder.encode(queries)
-        query_rows = measure("embedded", embedded, encoder, queries, vectors)
-        query_rows += measure("PostgreSQL", url, encoder, queries, vectors)
+        query_rows, _ = measure("embedded", embedded, encoder, queries, vectors)
+        postgres_rows, postgres_exact = measure("PostgreSQL", url, encoder, queries, vectors)
+        query_rows += postgres_rows
         base = {(r[1], r[2]): r[3] for r in query_rows if r[0] == "embedded"}
         for row in query_rows:
             row.insert(5, row[3] / base[(row[1], row[2])])
 
         sweep, embedded_p50 = paired_sweep(embedded, url, args.ef_search.split(","),
-                                           encoder, queries, vectors)
+                                           encoder, queries, vectors, exact=postgres_exact)
         with Index.open(embedded) as index:
             kind = index.stats()["vector_index"]
         with Index.open(url) as index:

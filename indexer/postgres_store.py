@@ -99,8 +99,8 @@ HNSW_EF_SEARCH = 80
 # a dense ranking at most this long reads its passages along (a page of hits; deeper lists
 # are fused or grouped, and only the passages shown are read)
 ROWS_WITH_RANKING = 20
-# what an unfiltered walk's limit is rounded up to (see `_approximate`)
-# (the step is what is asked of the graph: k 81 walks a candidate list of 100, k 201 of 300)
+# what an unfiltered walk's limit is rounded up to (see `_approximate`); the step is what
+# the graph is asked for: k 81 walks a candidate list of 100, k 201 one of 300
 LIMIT_STEPS = (10, 20, 50, 100, 150, 200, 300, 500, 750, 1000)
 HALFVEC_MAX_DIMENSIONS = 4000  # pgvector's limit for an HNSW index over halfvec
 MAX_BUILD_MEMORY_KB = 1024 * 1024  # maintenance_work_mem for building the graph, at most
